@@ -1,0 +1,34 @@
+# Quick start:  make demo   (main job)   |   make test   (full test suite)
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: venv demo test test-fast lint benchmark emulator pretrained clean
+
+$(BIN)/activate: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip "setuptools<81" wheel
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(BIN)/activate
+
+venv: $(BIN)/activate
+
+demo: venv
+	$(BIN)/numpyro-diffprior demo --out results
+
+test: venv
+	$(BIN)/ruff check numpyro_diffprior tests examples benchmarks
+	$(BIN)/pytest -q -ra --durations=15
+
+test-fast: venv
+	$(BIN)/pytest -q -m "not slow"
+
+lint: venv
+	$(BIN)/ruff check numpyro_diffprior tests examples benchmarks
+	$(BIN)/ruff format --check numpyro_diffprior tests examples benchmarks
+
+benchmark: venv
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,99 @@
+"""Conversion of posterior draws to ArviZ InferenceData with the package's conventions.
+
+Every sampler (diffusion, annealed Langevin, NUTS) returns InferenceData built here, so
+that variable names, dims and coords are identical (DESIGN §4):
+`theta` dims ("param",), `kappa` dims ("zbin", "y", "x"), `shear` dims
+("zbin", "component", "y", "x") with component ("g1", "g2").
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+
+__all__ = ["to_inference_data", "split_into_chains"]
+
+
+def split_into_chains(draws, num_chains: int = 4):
+    """Reshape i.i.d. draws (n, ...) into (num_chains, n // num_chains, ...).
+
+    Diffusion draws are independent; storing them as several chains keeps R-hat defined.
+    """
+    draws = np.asarray(draws)
+    n = draws.shape[0]
+    if num_chains < 1 or n < num_chains:
+        raise ValueError(f"need at least num_chains={num_chains} draws, got {n}")
+    n_keep = (n // num_chains) * num_chains
+    return draws[:n_keep].reshape((num_chains, n_keep // num_chains) + draws.shape[1:])
+
+
+def to_inference_data(
+    theta,
+    kappa,
+    *,
+    param_names,
+    shear_obs=None,
+    sample_stats: dict | None = None,
+    attrs: dict | None = None,
+    truth: dict | None = None,
+) -> az.InferenceData:
+    """Build InferenceData from draws shaped (chain, draw, P) and (chain, draw, C, N, N).
+
+    sample_stats: arrays shaped (chain, draw, ...) named by what they are (never a fake `lp`).
+    truth: optional {"theta": (P,), "kappa": (C, N, N)} stored as constant_data.
+    attrs: free-form metadata (preset, method, steps, wall time, ...); values are stringified
+    when they are not netCDF-serialisable scalars.
+    """
+    theta = np.asarray(theta)
+    kappa = np.asarray(kappa)
+    if theta.ndim != 3 or theta.shape[-1] != len(param_names):
+        raise ValueError(
+            f"theta must have shape (chain, draw, {len(param_names)}), got {theta.shape}"
+        )
+    if kappa.ndim != 5 or kappa.shape[:2] != theta.shape[:2]:
+        raise ValueError(
+            f"kappa must have shape (chain, draw, zbin, y, x) matching theta's (chain, draw) "
+            f"{theta.shape[:2]}, got {kappa.shape}"
+        )
+    n_bins, ny, nx = kappa.shape[2:]
+    coords = {
+        "param": list(param_names),
+        "zbin": np.arange(n_bins),
+        "y": np.arange(ny),
+        "x": np.arange(nx),
+        "component": ["g1", "g2"],
+    }
+    dims = {
+        "theta": ["param"],
+        "kappa": ["zbin", "y", "x"],
+        "shear": ["zbin", "component", "y", "x"],
+        "theta_true": ["param"],
+        "kappa_true": ["zbin", "y", "x"],
+        "mask": ["zbin", "component", "y", "x"],
+    }
+    observed = None
+    if shear_obs is not None:
+        observed = {"shear": np.asarray(shear_obs)}
+    constant = None
+    if truth:
+        constant = {}
+        if "theta" in truth:
+            constant["theta_true"] = np.asarray(truth["theta"])
+        if "kappa" in truth:
+            constant["kappa_true"] = np.asarray(truth["kappa"])
+        if "mask" in truth and truth["mask"] is not None:
+            constant["mask"] = np.asarray(truth["mask"]).astype(np.int8)
+    idata = az.from_dict(
+        posterior={"theta": theta, "kappa": kappa},
+        sample_stats={k: np.asarray(v) for k, v in (sample_stats or {}).items()} or None,
+        observed_data=observed,
+        constant_data=constant,
+        coords=coords,
+        dims=dims,
+    )
+    clean = {}
+    for key, value in (attrs or {}).items():
+        clean[key] = value if isinstance(value, int | float | str) else str(value)
+    for group in idata.groups():
+        getattr(idata, group).attrs.update(clean)
+    return idata
