@@ -1,0 +1,122 @@
+"""Simulator: log-normal convergence maps, Kaiser-Squires shear, the field-level model, datasets.
+
+``simulate(rng_key, preset, num)`` draws ``(theta, kappa)`` pairs with a distinct theta per map:
+map ``j`` is a pure function of ``fold_in(rng_key, start + j)``, so any batching or chunking of
+the same index range gives identical maps (the dataset writer relies on it).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from numpyro_diffprior.cosmology.params import prior_distribution
+from numpyro_diffprior.presets import get_preset
+from numpyro_diffprior.simulator.lognormal import lognormal_kappa, power_grid, simulate_kappa
+from numpyro_diffprior.simulator.shear import (
+    add_shape_noise,
+    kaiser_squires,
+    kaiser_squires_adjoint,
+    kaiser_squires_inverse,
+    noise_std_map,
+    shear_log_likelihood,
+)
+
+__all__ = [
+    "simulate",
+    "sample_prior_in_box",
+    "lognormal_kappa",
+    "power_grid",
+    "simulate_kappa",
+    "kaiser_squires",
+    "kaiser_squires_adjoint",
+    "kaiser_squires_inverse",
+    "add_shape_noise",
+    "noise_std_map",
+    "shear_log_likelihood",
+]
+
+
+def sample_prior_in_box(rng_key, param_names, bounds):
+    """theta (P,) from the prior restricted to the box ``bounds`` (P, 2) (inverse-CDF sampling).
+
+    The emulator box covers >= 99.9% of the prior, so this is the prior up to that truncation.
+    """
+    keys = jax.random.split(rng_key, len(param_names))
+    cols = []
+    for i, name in enumerate(param_names):
+        d = prior_distribution(name)
+        lo, hi = d.cdf(bounds[i, 0]), d.cdf(bounds[i, 1])
+        u = jax.random.uniform(keys[i], minval=lo, maxval=hi)
+        cols.append(jnp.clip(d.icdf(u), bounds[i, 0], bounds[i, 1]))
+    return jnp.stack(cols)
+
+
+def _split_static(tree):
+    """Partition a pytree's leaves into arrays (traced) and the rest (static, hashable)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    is_array = tuple(isinstance(x, (jax.Array, np.ndarray, float, int)) for x in leaves)
+    arrays = [jnp.asarray(x) for x, a in zip(leaves, is_array, strict=True) if a]
+    others = tuple(x for x, a in zip(leaves, is_array, strict=True) if not a)
+    return arrays, (treedef, is_array, others)
+
+
+def _merge_static(arrays, static):
+    treedef, is_array, others = static
+    arrays, others = iter(arrays), iter(others)
+    leaves = [next(arrays) if a else next(others) for a in is_array]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _simulate_one(key, emulator, preset):
+    key_theta, key_z = jax.random.split(key)
+    theta = sample_prior_in_box(key_theta, preset.param_names, jnp.asarray(emulator.bounds))
+    z = jax.random.normal(key_z, preset.map_shape)
+    return theta, simulate_kappa(theta, z, emulator, preset)
+
+
+def _simulate_batch(keys, emulator_arrays, static, preset):
+    emulator = _merge_static(emulator_arrays, static)
+    return jax.vmap(lambda k: _simulate_one(k, emulator, preset))(keys)
+
+
+# Compiled once per (preset, batch size, emulator structure); reused across calls.
+_simulate_batch_jit = jax.jit(_simulate_batch, static_argnums=(2, 3))
+
+
+def simulate(rng_key, preset=None, num: int = 1, *, emulator=None, batch_size: int = 64, start=0):
+    """Draw ``num`` pairs (theta, kappa) with theta from the prior, a distinct theta per map.
+
+    Returns numpy-convertible JAX arrays theta (num, P) and kappa (num, C, N, N). Map j uses
+    ``fold_in(rng_key, start + j)``. Batches of ``batch_size`` are vmapped under one compiled
+    function (the last batch is padded, so nothing re-traces).
+    """
+    preset = get_preset(preset)
+    if not isinstance(num, (int, np.integer)) or num < 0:
+        raise ValueError(f"num must be a non-negative integer, got {num!r}")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if emulator is None:
+        from numpyro_diffprior.cosmology.emulator import load_emulator
+
+        emulator = load_emulator(preset)
+    names = getattr(emulator, "param_names", preset.param_names)
+    if tuple(names) != tuple(preset.param_names):
+        raise ValueError(
+            f"emulator parameters {tuple(names)} do not match preset {preset.name!r} "
+            f"parameters {preset.param_names}"
+        )
+    arrays, static = _split_static(emulator)
+    idx = np.arange(start, start + num)
+    thetas, kappas = [], []
+    for s in range(0, num, batch_size):
+        chunk = idx[s : s + batch_size]
+        pad = np.concatenate([chunk, np.full(batch_size - len(chunk), chunk[-1])])
+        keys = jax.vmap(lambda i: jax.random.fold_in(rng_key, i))(jnp.asarray(pad, jnp.uint32))
+        theta, kappa = _simulate_batch_jit(keys, arrays, static, preset)
+        thetas.append(theta[: len(chunk)])
+        kappas.append(kappa[: len(chunk)])
+    if not thetas:
+        return jnp.zeros((0, preset.n_params)), jnp.zeros((0,) + preset.map_shape)
+    return jnp.concatenate(thetas), jnp.concatenate(kappas)

@@ -1,0 +1,181 @@
+"""The joint (theta, kappa) denoiser network F: the only module that imports Haiku.
+
+A U-Net over the C-channel map (GroupNorm, residual blocks, periodic 3x3 convolutions, average
+pooling / nearest upsampling) in the style of the EDM/DDPM++ networks (Karras et al. 2022;
+Song et al. 2021), with a Fourier-feature embedding of c_noise and an MLP embedding of the
+(c_in-scaled) noisy theta, added together and injected into every residual block as a
+FiLM scale/shift. A theta head reads the globally pooled bottleneck features together with the
+embedding and returns F_theta. Outputs are zero-initialised so that D = c_skip x at init.
+`hk.transform` happens once, in `make_network`; everything downstream sees pure functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+__all__ = ["NetworkConfig", "make_network", "count_params"]
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Hyper-parameters of the joint U-Net.
+
+    channels: base width; channel_mult: width multiplier per resolution level (len = levels);
+    num_blocks: residual blocks per level; emb_dim: sigma/theta embedding width;
+    num_groups: GroupNorm groups; theta_hidden: width of the theta MLPs;
+    obs_channels: extra observation input channels (reserved for an amortised conditional
+    model; must be 0 for now).
+    """
+
+    channels: int = 32
+    channel_mult: tuple[int, ...] = (1, 2, 2)
+    num_blocks: int = 1
+    emb_dim: int = 128
+    num_groups: int = 8
+    theta_hidden: int = 128
+    fourier_scale: float = 16.0
+    obs_channels: int = 0
+
+    def __post_init__(self):
+        if self.channels < 1 or self.emb_dim < 1 or self.num_blocks < 1:
+            raise ValueError("channels, emb_dim and num_blocks must be positive")
+        if not self.channel_mult:
+            raise ValueError("channel_mult needs at least one level")
+        for m in self.channel_mult:
+            if (self.channels * m) % self.num_groups:
+                raise ValueError(
+                    f"channels*mult={self.channels * m} not divisible by num_groups={self.num_groups}"
+                )
+        if self.obs_channels != 0:
+            raise ValueError("obs_channels > 0 (conditional model) is not implemented yet")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["channel_mult"] = list(self.channel_mult)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NetworkConfig:
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown NetworkConfig fields: {sorted(unknown)}")
+        d = dict(d)
+        if "channel_mult" in d:
+            d["channel_mult"] = tuple(d["channel_mult"])
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, s: str) -> NetworkConfig:
+        return cls.from_dict(json.loads(s))
+
+
+def _periodic_conv(x, channels, kernel=3, name=None, zero_init=False):
+    """3x3 convolution with wrap-around padding (maps are periodic), NHWC."""
+    p = kernel // 2
+    x = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="wrap")
+    w_init = hk.initializers.Constant(0.0) if zero_init else None
+    return hk.Conv2D(channels, kernel, padding="VALID", w_init=w_init, name=name)(x)
+
+
+def _norm(x, groups):
+    return hk.GroupNorm(groups, eps=1e-5)(x)
+
+
+class _ResBlock(hk.Module):
+    def __init__(self, channels, groups, name=None):
+        super().__init__(name=name)
+        self.channels, self.groups = channels, groups
+
+    def __call__(self, x, emb):
+        h = _periodic_conv(jax.nn.silu(_norm(x, self.groups)), self.channels)
+        scale, shift = jnp.split(hk.Linear(2 * self.channels)(emb), 2, axis=-1)
+        h = _norm(h, self.groups) * (1 + scale[:, None, None, :]) + shift[:, None, None, :]
+        h = _periodic_conv(jax.nn.silu(h), self.channels, zero_init=True)
+        if x.shape[-1] != self.channels:
+            x = hk.Conv2D(self.channels, 1, name="skip")(x)
+        return (x + h) * 2**-0.5
+
+
+def _embedding(theta_in, c_noise, cfg):
+    half = cfg.emb_dim // 4
+    # fixed log-spaced Fourier frequencies (cycles per unit c_noise), 0.1 ... fourier_scale
+    freqs = jnp.logspace(-1.0, jnp.log10(cfg.fourier_scale), half)
+    arg = 2 * jnp.pi * c_noise[:, None] * freqs[None, :]
+    e_sigma = jnp.concatenate([jnp.cos(arg), jnp.sin(arg)], axis=-1)
+    e_sigma = hk.nets.MLP([cfg.emb_dim, cfg.emb_dim], activation=jax.nn.silu, name="sigma_mlp")(
+        e_sigma
+    )
+    e_theta = hk.nets.MLP(
+        [cfg.theta_hidden, cfg.emb_dim], activation=jax.nn.silu, name="theta_mlp"
+    )(theta_in)
+    return jax.nn.silu(e_sigma + e_theta)
+
+
+def _forward(cfg: NetworkConfig, theta_in, kappa_in, c_noise):
+    n_params = theta_in.shape[-1]
+    emb = _embedding(theta_in, c_noise, cfg)
+    x = jnp.transpose(kappa_in, (0, 2, 3, 1))  # NCHW -> NHWC
+    n_bins = x.shape[-1]
+    h = _periodic_conv(x, cfg.channels, name="conv_in")
+    skips = [h]
+    levels = len(cfg.channel_mult)
+    for lvl, mult in enumerate(cfg.channel_mult):
+        for _ in range(cfg.num_blocks):
+            h = _ResBlock(cfg.channels * mult, cfg.num_groups)(h, emb)
+            skips.append(h)
+        if lvl < levels - 1:
+            h = hk.avg_pool(h, (1, 2, 2, 1), (1, 2, 2, 1), padding="VALID")
+            skips.append(h)
+    h = _ResBlock(cfg.channels * cfg.channel_mult[-1], cfg.num_groups, name="mid")(h, emb)
+
+    pooled = jnp.concatenate([jnp.mean(h, axis=(1, 2)), emb], axis=-1)
+    F_theta = hk.nets.MLP([cfg.theta_hidden, cfg.theta_hidden], activation=jax.nn.silu)(pooled)
+    F_theta = hk.Linear(n_params, w_init=hk.initializers.Constant(0.0), name="theta_out")(
+        jax.nn.silu(F_theta)
+    )
+
+    for lvl, mult in reversed(list(enumerate(cfg.channel_mult))):
+        for _ in range(cfg.num_blocks + 1):
+            h = jnp.concatenate([h, skips.pop()], axis=-1)
+            h = _ResBlock(cfg.channels * mult, cfg.num_groups)(h, emb)
+        if lvl > 0:
+            b, ny, nx, c = h.shape
+            h = jax.image.resize(h, (b, 2 * ny, 2 * nx, c), method="nearest")
+    h = jax.nn.silu(_norm(h, cfg.num_groups))
+    F_kappa = _periodic_conv(h, n_bins, zero_init=True, name="conv_out")
+    return F_theta, jnp.transpose(F_kappa, (0, 3, 1, 2))
+
+
+def make_network(config: NetworkConfig, preset):
+    """Transform the network once -> (init_fn, apply_fn).
+
+    init_fn(rng_key) -> params;
+    apply_fn(params, theta_in (B, P), kappa_in (B, C, N, N), c_noise (B,)) -> (F_theta, F_kappa).
+    """
+    n_params, map_shape = preset.n_params, tuple(preset.map_shape)
+    levels = len(config.channel_mult)
+    if preset.npix % 2 ** (levels - 1):
+        raise ValueError(f"npix={preset.npix} not divisible by 2^(levels-1)={2 ** (levels - 1)}")
+    net = hk.without_apply_rng(hk.transform(lambda t, k, c: _forward(config, t, k, c)))
+
+    def init_fn(rng_key):
+        theta = jnp.zeros((1, n_params))
+        kappa = jnp.zeros((1,) + map_shape)
+        return net.init(rng_key, theta, kappa, jnp.zeros((1,)))
+
+    def apply_fn(params, theta_in, kappa_in, c_noise):
+        return net.apply(params, theta_in, kappa_in, c_noise)
+
+    return init_fn, apply_fn
+
+
+def count_params(params) -> int:
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))

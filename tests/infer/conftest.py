@@ -1,0 +1,70 @@
+"""Oracle set-ups shared by the sampler tests: tiny maps, Kaiser-Squires observations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from numpyro_diffprior import oracles
+from numpyro_diffprior.diffusion.normalization import Normalizer
+from numpyro_diffprior.prior import DiffusionPrior
+from numpyro_diffprior.simulator.shear import kaiser_squires
+
+MAP_SHAPE = (1, 8, 8)
+NOISE = 0.01  # shear noise per component (kappa_std = 0.02)
+
+
+def make_gaussian_case(mask=None, seed=5):
+    oracle = oracles.gaussian_joint_oracle(2, MAP_SHAPE)
+    normalizer = Normalizer(jnp.array([0.3, 0.8]), jnp.array([0.1, 0.2]), jnp.array([0.02]))
+    prior = DiffusionPrior(
+        apply_fn=oracles.gaussian_denoise,
+        params=oracle,
+        normalizer=normalizer,
+        n_params=2,
+        map_shape=MAP_SHAPE,
+        param_names=("Omega_c", "sigma_8"),
+    )
+    truth = prior.sample(jax.random.PRNGKey(seed))
+    kappa = prior.unpack(truth)[1]
+    shear = kaiser_squires(kappa) + NOISE * jax.random.normal(
+        jax.random.PRNGKey(seed + 1), (1, 2, 8, 8)
+    )
+    full_mask = None if mask is None else np.broadcast_to(mask, (1, 2, 8, 8))
+    if full_mask is not None:
+        shear = jnp.where(full_mask, shear, jnp.nan)  # garbage in masked pixels is allowed
+    operator = oracles.linear_operator_matrix(kaiser_squires, MAP_SHAPE)
+    exact = oracles.gaussian_posterior(
+        oracle, normalizer, MAP_SHAPE, operator, np.nan_to_num(shear), NOISE, full_mask
+    )
+    return dict(prior=prior, oracle=oracle, shear=shear, exact=exact, truth=truth, mask=mask)
+
+
+def make_amplitude_case(seed=3):
+    oracle, normalizer = oracles.amplitude_oracle(MAP_SHAPE)
+    prior = DiffusionPrior(
+        apply_fn=oracles.amplitude_denoise,
+        params=oracle,
+        normalizer=normalizer,
+        n_params=1,
+        map_shape=MAP_SHAPE,
+        param_names=("amplitude",),
+    )
+    truth = prior.sample(jax.random.PRNGKey(seed))
+    kappa = prior.unpack(truth)[1]
+    shear = kaiser_squires(kappa) + NOISE * jax.random.normal(
+        jax.random.PRNGKey(seed + 1), (1, 2, 8, 8)
+    )
+    operator = oracles.linear_operator_matrix(kaiser_squires, MAP_SHAPE)
+    exact = oracles.amplitude_posterior(oracle, normalizer, MAP_SHAPE, operator, shear, NOISE)
+    return dict(prior=prior, oracle=oracle, shear=shear, exact=exact, truth=truth)
+
+
+@pytest.fixture(scope="session")
+def gaussian_case():
+    return make_gaussian_case()
+
+
+@pytest.fixture(scope="session")
+def amplitude_case():
+    return make_amplitude_case()
