@@ -104,7 +104,7 @@ class _ResBlock(hk.Module):
         return (x + h) * 2**-0.5
 
 
-def _embedding(theta_in, c_noise, cfg):
+def _embedding(theta_in, power_stats, c_noise, cfg):
     half = cfg.emb_dim // 4
     # fixed log-spaced Fourier frequencies (cycles per unit c_noise), 0.1 ... fourier_scale
     freqs = jnp.logspace(-1.0, jnp.log10(cfg.fourier_scale), half)
@@ -115,14 +115,28 @@ def _embedding(theta_in, c_noise, cfg):
     )
     e_theta = hk.nets.MLP(
         [cfg.theta_hidden, cfg.emb_dim], activation=jax.nn.silu, name="theta_mlp"
-    )(theta_in)
+    )(jnp.concatenate([theta_in, power_stats], axis=-1))
     return jax.nn.silu(e_sigma + e_theta)
+
+
+def _power_stats(x, levels):
+    """log mean square of the input map per bin at each pooling scale, (B, C * levels).
+
+    GroupNorm removes each sample's amplitude from the residual branches, yet the map
+    amplitude (~sigma_8) is the main information on theta: these band-power-like summaries
+    give it to the embedding and the theta head directly.
+    """
+    stats = []
+    for _ in range(levels):
+        stats.append(jnp.log(jnp.mean(x**2, axis=(1, 2)) + 1e-4))
+        x = hk.avg_pool(x, (1, 2, 2, 1), (1, 2, 2, 1), padding="VALID")
+    return jnp.concatenate(stats, axis=-1)
 
 
 def _forward(cfg: NetworkConfig, theta_in, kappa_in, c_noise):
     n_params = theta_in.shape[-1]
-    emb = _embedding(theta_in, c_noise, cfg)
     x = jnp.transpose(kappa_in, (0, 2, 3, 1))  # NCHW -> NHWC
+    emb = _embedding(theta_in, _power_stats(x, len(cfg.channel_mult)), c_noise, cfg)
     n_bins = x.shape[-1]
     h = _periodic_conv(x, cfg.channels, name="conv_in")
     skips = [h]
@@ -136,7 +150,9 @@ def _forward(cfg: NetworkConfig, theta_in, kappa_in, c_noise):
             skips.append(h)
     h = _ResBlock(cfg.channels * cfg.channel_mult[-1], cfg.num_groups, name="mid")(h, emb)
 
-    pooled = jnp.concatenate([jnp.mean(h, axis=(1, 2)), emb], axis=-1)
+    pooled = jnp.concatenate(
+        [jnp.mean(h, axis=(1, 2)), jnp.log(jnp.mean(h**2, axis=(1, 2)) + 1e-4), emb], axis=-1
+    )
     F_theta = hk.nets.MLP([cfg.theta_hidden, cfg.theta_hidden], activation=jax.nn.silu)(pooled)
     F_theta = hk.Linear(n_params, w_init=hk.initializers.Constant(0.0), name="theta_out")(
         jax.nn.silu(F_theta)
@@ -167,9 +183,12 @@ def make_network(config: NetworkConfig, preset):
     net = hk.without_apply_rng(hk.transform(lambda t, k, c: _forward(config, t, k, c)))
 
     def init_fn(rng_key):
+        # Haiku's initialisers draw through an 'rbg' key derived from rng_key: same
+        # distributions, but XLA compiles it several times faster than threefry.
+        key = jax.random.wrap_key_data(jax.random.bits(rng_key, (4,), jnp.uint32), impl="rbg")
         theta = jnp.zeros((1, n_params))
         kappa = jnp.zeros((1,) + map_shape)
-        return net.init(rng_key, theta, kappa, jnp.zeros((1,)))
+        return net.init(key, theta, kappa, jnp.zeros((1,)))
 
     def apply_fn(params, theta_in, kappa_in, c_noise):
         return net.apply(params, theta_in, kappa_in, c_noise)

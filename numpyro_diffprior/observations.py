@@ -14,7 +14,14 @@ import numpy as np
 from numpyro_diffprior.cosmology.params import FIDUCIAL
 from numpyro_diffprior.presets import get_preset
 
-__all__ = ["save_observation", "load_observation", "simulate_observation", "broadcast_mask"]
+__all__ = [
+    "save_observation",
+    "load_observation",
+    "draw_observation",
+    "simulate_observation",
+    "finish_observation",
+    "broadcast_mask",
+]
 
 _OPTIONAL = ("mask", "noise_std", "theta_true", "kappa_true")
 
@@ -85,13 +92,13 @@ def load_observation(path) -> dict:
     return out
 
 
-def simulate_observation(
+def draw_observation(
     rng_key, preset, *, theta=None, mask=None, noise_std=None, emulator=None, model=None
-) -> dict:
-    """Draw (theta, kappa, shear) from `lensing_model` (or `model` with the same sites).
+):
+    """Pure draw (shear (C,2,N,N), theta (P,), kappa (C,N,N)) from `lensing_model` (or `model`).
 
-    theta: None (from the prior), "fiducial", or an array (P,) of the preset's parameters.
-    Returns a dict with the keys of `load_observation`; masked shear pixels are set to 0.
+    theta: None (from the prior) or an array (P,) to condition the parameter sites on.
+    Traceable: jit it with `preset`, `model`, `mask` and `noise_std` closed over.
     """
     from numpyro import handlers
 
@@ -99,6 +106,26 @@ def simulate_observation(
     if model is None:
         from numpyro_diffprior.simulator.model import lensing_model as model
     values = {}
+    if theta is not None:
+        values = {name: theta[i] for i, name in enumerate(preset.param_names)}
+    conditioned = handlers.condition(model, data=values)
+    trace = handlers.trace(handlers.seed(conditioned, rng_key)).get_trace(
+        preset=preset, shear_obs=None, mask=mask, noise_std=noise_std, emulator=emulator
+    )
+    return trace["shear"]["value"], trace["theta"]["value"], trace["kappa"]["value"]
+
+
+def simulate_observation(
+    rng_key, preset, *, theta=None, mask=None, noise_std=None, emulator=None, model=None
+) -> dict:
+    """Draw one observation (compiled once per call) in the format of `load_observation`.
+
+    theta: None (from the prior), "fiducial", or an array (P,) of the preset's parameters.
+    Masked shear pixels are set to 0. For many draws, jit `draw_observation` once instead.
+    """
+    import jax
+
+    preset = get_preset(preset)
     if isinstance(theta, str):
         if theta != "fiducial":
             raise ValueError(f"theta must be None, 'fiducial' or an array, got {theta!r}")
@@ -107,12 +134,30 @@ def simulate_observation(
         theta = np.asarray(theta, dtype=np.float32)
         if theta.shape != (preset.n_params,):
             raise ValueError(f"theta must have shape ({preset.n_params},), got {theta.shape}")
-        values = {name: theta[i] for i, name in enumerate(preset.param_names)}
-    conditioned = handlers.condition(model, data=values)
-    trace = handlers.trace(handlers.seed(conditioned, rng_key)).get_trace(
-        preset=preset, shear_obs=None, mask=mask, noise_std=noise_std, emulator=emulator
-    )
-    shear = np.asarray(trace["shear"]["value"], dtype=np.float32)
+    if emulator is None and model is None:
+        from numpyro_diffprior.cosmology.emulator import load_emulator
+
+        emulator = load_emulator(preset)
+
+    def draw(key, theta, emulator):
+        return draw_observation(
+            key,
+            preset,
+            theta=theta,
+            mask=mask,
+            noise_std=noise_std,
+            emulator=emulator,
+            model=model,
+        )
+
+    shear, theta_true, kappa_true = jax.jit(draw)(rng_key, theta, emulator)
+    return finish_observation(preset, shear, theta_true, kappa_true, mask=mask, noise_std=noise_std)
+
+
+def finish_observation(preset, shear, theta, kappa, *, mask=None, noise_std=None) -> dict:
+    """Observation dict (keys of `load_observation`) from drawn arrays; masked shear -> 0."""
+    preset = get_preset(preset)
+    shear = np.asarray(shear, dtype=np.float32)
     full_mask = broadcast_mask(mask, preset.shear_shape)
     if full_mask is not None:
         shear = np.where(full_mask, shear, 0.0).astype(np.float32)
@@ -121,6 +166,6 @@ def simulate_observation(
         "preset": preset.name,
         "mask": full_mask,
         "noise_std": None if noise_std is None else np.asarray(noise_std),
-        "theta_true": np.asarray(trace["theta"]["value"]),
-        "kappa_true": np.asarray(trace["kappa"]["value"]),
+        "theta_true": np.asarray(theta),
+        "kappa_true": np.asarray(kappa),
     }

@@ -166,10 +166,10 @@ def linear_operator_matrix(forward_fn, in_shape):
 
 
 def _observed(y, noise_std, mask):
-    y = np.ravel(np.asarray(y, np.float64))
-    noise = np.broadcast_to(np.asarray(noise_std, np.float64), np.shape(y)).ravel()
-    keep = np.ones(y.shape, bool) if mask is None else np.broadcast_to(mask, y.shape).ravel()
-    return y, noise, keep.astype(bool)
+    y = np.asarray(y, np.float64)
+    noise = np.broadcast_to(np.asarray(noise_std, np.float64), y.shape).ravel()
+    keep = np.ones(y.shape, bool) if mask is None else np.broadcast_to(mask, y.shape)
+    return y.ravel(), noise, keep.ravel().astype(bool)
 
 
 def gaussian_posterior(oracle, normalizer, map_shape, operator, y, noise_std, mask=None):
@@ -214,7 +214,7 @@ def amplitude_oracle(
     return oracle, normalizer
 
 
-def amplitude_denoise(oracle: AmplitudeOracle, x, sigma, *, num_nodes=512):
+def amplitude_denoise(oracle: AmplitudeOracle, x, sigma, *, num_nodes=192):
     """Exact (quadrature) denoiser E[x | x_sigma] of the amplitude oracle; x (B, D), sigma (B,).
 
     The quadrature runs on a log-uniform grid over the prior range of A, narrowed to

@@ -154,7 +154,7 @@ def make_trainer(init_fn, apply_fn, normalizer, preset, config: TrainingConfig) 
             "loss": parts.total,
             "loss_theta": parts.theta,
             "loss_kappa": parts.kappa,
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "learning_rate": schedule_fn(state.step),
         }
         return TrainState(step, params, ema, opt_state, state.rng_key), metrics

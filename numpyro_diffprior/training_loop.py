@@ -46,20 +46,15 @@ SIGMA_DECADES = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 def simulator_source(preset, *, emulator=None):
-    """On-the-fly log-normal simulations (`numpyro_diffprior.simulator.simulate`), jitted."""
+    """On-the-fly log-normal simulations (`numpyro_diffprior.simulator.simulate`)."""
     from numpyro_diffprior.cosmology.emulator import load_emulator
     from numpyro_diffprior.simulator import simulate
 
     preset = get_preset(preset)
     emulator = load_emulator(preset) if emulator is None else emulator
-    compiled = {}
 
     def sample_batch(rng_key, batch_size):
-        if batch_size not in compiled:
-            compiled[batch_size] = jax.jit(
-                lambda k: simulate(k, preset, batch_size, emulator=emulator)
-            )
-        return compiled[batch_size](rng_key)
+        return simulate(rng_key, preset, batch_size, emulator=emulator, batch_size=batch_size)
 
     return sample_batch
 

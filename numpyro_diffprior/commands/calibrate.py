@@ -46,19 +46,28 @@ def run_calibration(
     "kappa_true" (K, C, N, N), "summary" (calibration_summary output), "wall_time_s"}.
     """
     from numpyro_diffprior.diagnostics.calibration import calibration_summary
-    from numpyro_diffprior.observations import simulate_observation
+    from numpyro_diffprior.observations import draw_observation, finish_observation
     from numpyro_diffprior.presets import get_preset
 
     preset = get_preset(preset)
     if num_obs < 2:
         raise ValueError(f"num_obs must be >= 2, got {num_obs}")
+    if emulator is None and model is None:
+        from numpyro_diffprior.cosmology.emulator import load_emulator
+
+        emulator = load_emulator(preset)
+
+    def draw(key, emulator):
+        return draw_observation(
+            key, preset, mask=mask, noise_std=noise_std, emulator=emulator, model=model
+        )
+
+    draw = jax.jit(draw)
     start = time.perf_counter()
     theta_s, kappa_s, theta_t, kappa_t = [], [], [], []
     for key in tqdm(jax.random.split(rng_key, num_obs), desc="calibration", disable=not progress):
         k_sim, k_post = jax.random.split(key)
-        obs = simulate_observation(
-            k_sim, preset, mask=mask, noise_std=noise_std, emulator=emulator, model=model
-        )
+        obs = finish_observation(preset, *draw(k_sim, emulator), mask=mask, noise_std=noise_std)
         theta, kappa = sampler_fn(k_post, obs)
         theta, kappa = np.asarray(theta), np.asarray(kappa)
         if theta.ndim != 2 or theta.shape[1] != preset.n_params:

@@ -5,8 +5,9 @@ side L (radians), ``C(k) = |fft2(kappa)(k)|^2 (L/N)^2 / N^2``, so a field genera
 has measured power C_l. A bin averages C(k) over the modes of the full FFT grid with
 ``edges[b] <= |k| < edges[b+1]``. Mode k and -k carry the same complex amplitude of a real map,
 so a bin of ``n_modes`` grid modes holds ``n_modes / 2`` independent complex modes, each with
-``var(Re a_i a_j^*) = (C_ii C_jj + C_ij^2) / 2``; hence ``var(C_ij) = (C_ii C_jj + C_ij^2) / n_modes``
-(the real-field analogue of 2 C^2 / (2l + 1); also exact for the self-conjugate real modes).
+``var(Re a_i a_j^*) = (C_ii C_jj + C_ij^2) / 2``; hence
+``var(C_ij) = (C_ii C_jj + C_ij^2) / n_modes`` (the real-field analogue of 2 C^2 / (2l + 1);
+also exact for the self-conjugate real modes).
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def dps_guidance(denoise_fn, residual_norm_n=None, log_likelihood_n=None, *, sca
     return correction
 
 
-def mmps_guidance(denoise_fn, obs: NormalisedObservation, *, cg_maxiter=32, cg_tol=1e-5):
+def mmps_guidance(denoise_fn, obs: NormalisedObservation, *, cg_maxiter=10, cg_tol=1e-5):
     """Rozet et al. (2024) moment-matching guidance with conjugate gradients."""
     sqrt_prec = jnp.sqrt(obs.precision)
 

@@ -40,7 +40,7 @@ __all__ = ["DiffusionPosteriorSampler", "guided_reverse_diffusion", "make_guidan
 GUIDANCE = ("annealed", "dps", "mmps")
 
 
-def make_guidance(guidance, model, info, model_kwargs, *, dps_scale=1.0, cg_maxiter=32):
+def make_guidance(guidance, model, info, model_kwargs, *, dps_scale=1.0, cg_maxiter=10):
     """(guidance(x_n (B, D), sigma (B,)) score term, correction or None) for a traced model."""
     prior = info.prior
     if guidance == "dps":
@@ -275,7 +275,7 @@ class DiffusionPosteriorSampler(_ModelSampler):
         num_corrector_steps=0,
         corrector_step_size=0.1,
         dps_scale=1.0,
-        cg_maxiter=32,
+        cg_maxiter=10,
         chunk_size=256,
         num_chains=4,
         progress_bar=True,

@@ -201,6 +201,4 @@ def simulate_kappa(theta, z, emulator, preset):
     theta = jnp.clip(theta, bounds[:, 0], bounds[:, 1])
     cl = emulate_cl(emulator, theta)
     shift = emulate_shift(emulator, theta)
-    return lognormal_kappa(
-        z, cl, emulator.ell, shift, npix=preset.npix, field_rad=preset.field_rad
-    )
+    return lognormal_kappa(z, cl, emulator.ell, shift, npix=preset.npix, field_rad=preset.field_rad)

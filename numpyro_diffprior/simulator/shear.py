@@ -81,7 +81,9 @@ def _broadcast_std(noise_std, shear_shape):
     std = jnp.asarray(noise_std, dtype=jnp.float32)
     if std.ndim == 1:
         if std.shape[0] != shear_shape[-4]:
-            raise ValueError(f"noise_std of shape {std.shape} does not match {shear_shape[-4]} bins")
+            raise ValueError(
+                f"noise_std of shape {std.shape} does not match {shear_shape[-4]} bins"
+            )
         std = std[:, None, None, None]
     elif std.ndim not in (0, 4) or (std.ndim == 4 and std.shape != tuple(shear_shape[-4:])):
         raise ValueError(
@@ -97,10 +99,14 @@ def add_shape_noise(rng_key, gamma, noise_std):
 
 
 def expand_mask(mask, n_bins: int, npix: int):
-    """Boolean mask of shape (N, N), (C, N, N) or (C, 2, N, N) -> (C, 2, N, N); True = observed."""
+    """Boolean mask of shape (N, N), (C, N, N) or (C, 2, N, N) -> (C, 2, N, N); True = observed.
+
+    A concrete mask stays a numpy array (usable in eager checks even inside a trace).
+    """
     if mask is None:
         return None
-    m = np.asarray(mask) if not isinstance(mask, jax.core.Tracer) else mask
+    concrete = not isinstance(mask, jax.core.Tracer)
+    m = np.asarray(mask) if concrete else mask
     if m.dtype != bool:
         raise ValueError(f"mask must be boolean (True = observed), got dtype {m.dtype}")
     shape = (n_bins, 2, npix, npix)
@@ -113,7 +119,7 @@ def expand_mask(mask, n_bins: int, npix: int):
             f"mask must have shape {(npix, npix)}, {(n_bins, npix, npix)} or {shape}, "
             f"got {tuple(m.shape)}"
         )
-    return jnp.broadcast_to(jnp.asarray(m), shape)
+    return np.broadcast_to(m, shape) if concrete else jnp.broadcast_to(m, shape)
 
 
 def noise_std_map(preset, mask=None, noise_std=None):

@@ -22,7 +22,9 @@ class ReferenceCl:
 
     def __call__(self, theta):
         """theta in the preset's parameter order (P,)."""
-        theta_full = np.asarray(full_parameters(np.asarray(theta, np.float64), self.preset.param_names))
+        theta_full = np.asarray(
+            full_parameters(np.asarray(theta, np.float64), self.preset.param_names)
+        )
         with jax.enable_x64(True):
             return np.asarray(self._fn(theta_full))
 

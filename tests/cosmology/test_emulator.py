@@ -23,7 +23,10 @@ def _resolved(preset, ell):
 def _prior_draws(num, seed, emulator):
     keys = jax.random.split(jax.random.PRNGKey(seed), 2)
     theta = np.stack(
-        [np.asarray(prior_distribution(n).sample(k, (4 * num,))) for n, k in zip(["Omega_c", "sigma_8"], keys)],
+        [
+            np.asarray(prior_distribution(n).sample(k, (4 * num,)))
+            for n, k in zip(["Omega_c", "sigma_8"], keys)
+        ],
         axis=-1,
     )
     lo, hi = np.asarray(emulator.bounds).T
@@ -61,10 +64,14 @@ def test_emulator_matches_jax_cosmo_on_prior_draws(name, reference_cl):
     preset = get_preset(name)
     theta = _prior_draws(100, seed=1, emulator=e)
     assert theta.shape == (100, 2)
-    got = np.asarray(jax.jit(jax.vmap(lambda t: emu.emulate_cl(e, t)))(jnp.asarray(theta, jnp.float32)))
+    got = np.asarray(
+        jax.jit(jax.vmap(lambda t: emu.emulate_cl(e, t)))(jnp.asarray(theta, jnp.float32))
+    )
     ref_fn = reference_cl(name, e.ell)
     res = _resolved(preset, e.ell)
-    err = np.array([np.abs(g[..., res] / ref_fn(t)[..., res] - 1).max() for g, t in zip(got, theta)])
+    err = np.array(
+        [np.abs(g[..., res] / ref_fn(t)[..., res] - 1).max() for g, t in zip(got, theta)]
+    )
     assert err.max() <= TOL, f"max rel error {err.max():.4f} at theta={theta[err.argmax()]}"
 
 
@@ -82,7 +89,9 @@ def test_emulated_shift_matches_theory():
 def test_jit_vmap_grad_and_finite_differences():
     e = emu.load_emulator("lsst-y10-coarse")
     theta = jnp.asarray(FID2, jnp.float32)
-    np.testing.assert_allclose(jax.jit(emu.emulate_cl)(e, theta), emu.emulate_cl(e, theta), rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.jit(emu.emulate_cl)(e, theta), emu.emulate_cl(e, theta), rtol=1e-6
+    )
     batch = jnp.stack([theta, theta * 1.1])
     vm = jax.vmap(emu.emulate_cl, in_axes=(None, 0))(e, batch)
     np.testing.assert_allclose(vm[1], emu.emulate_cl(e, batch[1]), rtol=1e-6)

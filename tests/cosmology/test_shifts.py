@@ -15,7 +15,9 @@ SURVEY = get_preset("lsst-y10-coarse").survey
 
 def _kappa_empty_quad(z_s, omega_m, w_0):
     """Oracle: |kappa_empty(z_s)| by nested scipy quadrature over z (flat wCDM, c/H0 = 1)."""
-    inv_e = lambda z: 1.0 / np.sqrt(omega_m * (1 + z) ** 3 + (1 - omega_m) * (1 + z) ** (3 * (1 + w_0)))
+    inv_e = lambda z: (
+        1.0 / np.sqrt(omega_m * (1 + z) ** 3 + (1 - omega_m) * (1 + z) ** (3 * (1 + w_0)))
+    )
     x = lambda z: quad(inv_e, 0.0, z, epsabs=0, epsrel=1e-11)[0]
     x_s = x(z_s)
     integrand = lambda z: inv_e(z) * x(z) * (x_s - x(z)) / x_s * (1 + z)
@@ -34,6 +36,7 @@ def test_empty_beam_matches_quadrature(omega_c, w_0):
     for z_s in (0.3, 1.0, 2.5):
         oracle = _kappa_empty_quad(z_s, omega_m, w_0)
         np.testing.assert_allclose(np.interp(z_s, z, per_source), oracle, rtol=2e-4)
+
 
 def test_bin_average_matches_quadrature():
     theta = FID.copy()
@@ -65,7 +68,9 @@ def test_shift_smooth_gradient_matches_finite_differences():
             h = 1e-5
             e = np.zeros(6)
             e[p] = h
-            fd = (np.asarray(f(jnp.asarray(FID + e))) - np.asarray(f(jnp.asarray(FID - e)))) / (2 * h)
+            fd = (np.asarray(f(jnp.asarray(FID + e))) - np.asarray(f(jnp.asarray(FID - e)))) / (
+                2 * h
+            )
             np.testing.assert_allclose(jac[:, p], fd, rtol=1e-6, atol=1e-10)
     assert np.all(jac[:, 0] > 0)  # more matter -> deeper empty beam
     assert np.allclose(jac[:, 3], 0) and np.allclose(jac[:, 4], 0)  # no h or n_s dependence

@@ -110,3 +110,26 @@ def test_write_calibration_report(tmp_path):
     path = write_calibration_report(tmp_path, summary)
     assert "MIRA" in open(path).read()
     assert _nontrivial_png(tmp_path / "tarp.png") and _nontrivial_png(tmp_path / "mira.png")
+
+
+def test_evaluate_command(idatas, tmp_path):
+    from numpyro_diffprior.cli import main
+    from numpyro_diffprior.observations import save_observation
+
+    paths = []
+    for name in ("nuts", "diffusion"):
+        paths.append(str(tmp_path / f"{name}.nc"))
+        idatas[name].to_netcdf(paths[-1])
+    obs = save_observation(
+        tmp_path / "obs.npz",
+        np.zeros(PRESET.shear_shape),
+        preset="tiny",
+        theta_true=THETA_TRUE,
+        kappa_true=idatas["nuts"].constant_data["kappa_true"].values,
+    )
+    out = tmp_path / "report"
+    argv = ["evaluate", "--idata", *paths, "--names", "nuts", "diffusion", "--obs", obs]
+    assert main(argv + ["--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "reference: **nuts**" in text and "diffusion" in text
+    assert main(["evaluate", "--idata", paths[0], "--names", "a", "b", "--out", str(out)]) == 2

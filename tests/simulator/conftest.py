@@ -13,7 +13,10 @@ OMEGA_B = FIDUCIAL["Omega_b"]
 
 
 def toy_cl(omega_c, sigma_8, n_bins, ell):
-    """C_ij = A_ij sigma_8^2 (Omega_m / 0.3)^1.5 (l / 100)^-1.2, A_ij = a_i a_j 0.8^|i-j|, a_i = 4e-5 (1 + i/2)."""
+    """C_ij = A_ij sigma_8^2 (Omega_m / 0.3)^1.5 (l / 100)^-1.2.
+
+    A_ij = a_i a_j 0.8^|i-j| with a_i = 4e-5 (1 + i/2).
+    """
     a = 4e-5 * (1.0 + 0.5 * np.arange(n_bins))
     amp = np.outer(a, a) * 0.8 ** np.abs(np.subtract.outer(np.arange(n_bins), np.arange(n_bins)))
     omega_m = omega_c + OMEGA_B

@@ -18,6 +18,7 @@ from numpyro_diffprior.presets import get_preset
 from numpyro_diffprior.simulator.lognormal import power_grid, simulate_kappa
 
 TINY = get_preset("tiny")
+BATCH = 16  # one batch size for every test: one compilation
 
 
 def test_toy_emulator_reproduces_closed_form(toy_emulator):
@@ -28,8 +29,9 @@ def test_toy_emulator_reproduces_closed_form(toy_emulator):
 
 
 def test_simulate_shapes_distinct_theta_and_prior(toy_emulator):
-    theta, kappa = simulator.simulate(jax.random.key(0), TINY, 200, emulator=toy_emulator,
-                                      batch_size=64)
+    theta, kappa = simulator.simulate(
+        jax.random.key(0), TINY, 200, emulator=toy_emulator, batch_size=BATCH
+    )
     assert theta.shape == (200, 2) and kappa.shape == (200, 2, 16, 16)
     assert len(np.unique(np.asarray(theta[:, 0]))) == 200
     assert bool(jnp.all(jnp.isfinite(kappa)))
@@ -44,17 +46,15 @@ def test_simulate_shapes_distinct_theta_and_prior(toy_emulator):
 
 def test_simulate_batching_invariant_and_no_retrace(toy_emulator):
     key = jax.random.key(5)
-    t1, k1 = simulator.simulate(key, TINY, 10, emulator=toy_emulator, batch_size=4)
+    t1, k1 = simulator.simulate(key, TINY, 20, emulator=toy_emulator, batch_size=BATCH)
     size = simulator._simulate_batch_jit._cache_size()
-    t2, k2 = simulator.simulate(key, TINY, 7, emulator=toy_emulator, batch_size=4, start=3)
-    t3, _ = simulator.simulate(jax.random.key(6), TINY, 5, emulator=toy_emulator, batch_size=4)
+    # map j depends only on fold_in(key, start + j): an offset run reproduces the tail
+    t2, k2 = simulator.simulate(key, TINY, 13, emulator=toy_emulator, batch_size=BATCH, start=7)
+    t3, _ = simulator.simulate(jax.random.key(6), TINY, 5, emulator=toy_emulator, batch_size=BATCH)
     assert simulator._simulate_batch_jit._cache_size() == size  # compiled once, reused
-    np.testing.assert_array_equal(t1[3:], t2)
-    np.testing.assert_allclose(k1[3:], k2, rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(t1[7:], t2)
+    np.testing.assert_allclose(k1[7:], k2, rtol=1e-6, atol=1e-9)
     assert not np.allclose(t1[:5], t3)
-    t4, k4 = simulator.simulate(key, TINY, 10, emulator=toy_emulator, batch_size=10)
-    np.testing.assert_allclose(t1, t4, rtol=1e-6)
-    np.testing.assert_allclose(k1, k4, rtol=1e-5, atol=1e-8)
 
 
 def test_simulate_bad_input(toy_emulator, toy_emulator_coarse):
@@ -76,13 +76,17 @@ def test_simulate_kappa_power_at_fixed_theta_and_gradients(toy_emulator):
     kappa = jax.jit(jax.vmap(lambda zz: simulate_kappa(theta, zz, toy_emulator, TINY)))(z)
     edges = ell_bin_edges(TINY.npix, TINY.field_rad)
     cl = emulate_cl(toy_emulator, theta)
-    theory = binned_theory(power_grid(cl, toy_emulator.ell, 16, TINY.field_rad), 16,
-                           TINY.field_rad, edges)
+    theory = binned_theory(
+        power_grid(cl, toy_emulator.ell, 16, TINY.field_rad), 16, TINY.field_rad, edges
+    )
     _, per_map = power_spectrum(kappa, TINY.field_rad, edges)
     pull = (per_map.mean(0) - theory) / (per_map.std(0, ddof=1) / np.sqrt(num))
     assert float(jnp.abs(pull).max()) < 4.0, pull
-    grad = jax.jit(jax.grad(lambda t, zz: jnp.sum(simulate_kappa(t, zz, toy_emulator, TINY) ** 2),
-                            argnums=(0, 1)))(theta, z[0])
+    grad = jax.jit(
+        jax.grad(
+            lambda t, zz: jnp.sum(simulate_kappa(t, zz, toy_emulator, TINY) ** 2), argnums=(0, 1)
+        )
+    )(theta, z[0])
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in grad)
     assert float(grad[0][1]) > 0  # more sigma_8, more power
     # outside the emulator box: clipped inside the traced function, finite
