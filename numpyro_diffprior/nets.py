@@ -32,8 +32,8 @@ class NetworkConfig:
     model; must be 0 for now).
     """
 
-    channels: int = 32
-    channel_mult: tuple[int, ...] = (1, 2, 2)
+    channels: int = 16
+    channel_mult: tuple[int, ...] = (1, 2, 4)
     num_blocks: int = 1
     emb_dim: int = 128
     num_groups: int = 8
@@ -49,7 +49,8 @@ class NetworkConfig:
         for m in self.channel_mult:
             if (self.channels * m) % self.num_groups:
                 raise ValueError(
-                    f"channels*mult={self.channels * m} not divisible by num_groups={self.num_groups}"
+                    f"channels*mult={self.channels * m} not divisible by "
+                    f"num_groups={self.num_groups}"
                 )
         if self.obs_channels != 0:
             raise ValueError("obs_channels > 0 (conditional model) is not implemented yet")

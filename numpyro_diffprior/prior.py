@@ -121,9 +121,22 @@ class DiffusionPrior(dist.Distribution):
     # -- constructors -------------------------------------------------------------------------
     @classmethod
     def from_checkpoint(cls, checkpoint, **kwargs) -> DiffusionPrior:
+        """A prior from a `checkpoints.Checkpoint`; its EMA weights become pytree data."""
+        from numpyro_diffprior.diffusion.preconditioning import make_denoise_fn
+
         preset = checkpoint.preset
+        sigma_data = checkpoint.training_config.sigma_data
+        net = checkpoint.apply_fn
+
+        def apply_fn(params, x, sigma):
+            fn = make_denoise_fn(
+                net, params, preset.n_params, preset.map_shape, sigma_data=sigma_data
+            )
+            return fn(x, sigma)
+
         return cls(
-            checkpoint.denoise_fn(),
+            apply_fn=apply_fn,
+            params=checkpoint.ema_params,
             normalizer=checkpoint.normalizer,
             n_params=preset.n_params,
             map_shape=preset.map_shape,

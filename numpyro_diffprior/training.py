@@ -30,6 +30,7 @@ __all__ = [
     "make_trainer",
     "batch_key",
     "ema_decay",
+    "make_optimizer_schedule",
 ]
 
 
@@ -149,7 +150,9 @@ def make_trainer(init_fn, apply_fn, normalizer, preset, config: TrainingConfig) 
         params = optax.apply_updates(state.params, updates)
         step = state.step + 1
         beta = ema_decay(step, config.ema_halflife, config.ema_rampup_ratio)
-        ema = jax.tree_util.tree_map(lambda e, p: beta * e + (1 - beta) * p, state.ema_params, params)
+        ema = jax.tree_util.tree_map(
+            lambda e, p: beta * e + (1 - beta) * p, state.ema_params, params
+        )
         metrics = {
             "loss": parts.total,
             "loss_theta": parts.theta,

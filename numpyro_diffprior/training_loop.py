@@ -35,6 +35,7 @@ from numpyro_diffprior.training import TrainingConfig, batch_key, make_trainer
 __all__ = [
     "simulator_source",
     "array_source",
+    "pool_source",
     "dataset_source",
     "measure_normalizer",
     "heldout_loss_table",
@@ -57,6 +58,15 @@ def simulator_source(preset, *, emulator=None):
         return simulate(rng_key, preset, batch_size, emulator=emulator, batch_size=batch_size)
 
     return sample_batch
+
+
+def pool_source(preset, num, rng_key, *, emulator=None):
+    """Simulate `num` maps once (`simulate`, batches of 256) and draw batches from them."""
+    from numpyro_diffprior.simulator import simulate
+
+    preset = get_preset(preset)
+    theta, kappa = simulate(rng_key, preset, num, emulator=emulator, batch_size=min(num, 256))
+    return array_source(theta, kappa)
 
 
 def array_source(theta, kappa):
@@ -145,12 +155,14 @@ def train(
     resume=False,
     log_every=50,
     num_heldout=256,
+    heldout_source=None,
     progress=True,
     devices=None,
 ):
     """Train (or resume) a joint denoiser; checkpoints go to `out_dir/checkpoint`.
 
     Runs until `state.step == steps` (so `--steps` is the absolute target when resuming).
+    `heldout_source` (default `sample_batch`) draws the maps of the final held-out table.
     Returns the final Checkpoint. Writes `out_dir/metrics.jsonl` (every `log_every` steps)
     and `out_dir/heldout_loss.md`.
     """
@@ -222,11 +234,9 @@ def train(
     if not num_heldout:
         return ckpt
     # held-out table (fresh simulations from a key never used for training batches)
-    held = sample_batch(jax.random.fold_in(root, 3), num_heldout)
+    held = (heldout_source or sample_batch)(jax.random.fold_in(root, 3), num_heldout)
     x = normalize(normalizer, *held)
-    denoise = jax.jit(
-        make_denoise_fn(apply_fn, ckpt.ema_params, preset.n_params, preset.map_shape)
-    )
+    denoise = jax.jit(make_denoise_fn(apply_fn, ckpt.ema_params, preset.n_params, preset.map_shape))
     rows = heldout_loss_table(denoise, x, preset.n_params, jax.random.fold_in(root, 4))
     table = format_loss_table(rows)
     (out_dir / "heldout_loss.md").write_text(

@@ -114,7 +114,9 @@ def test_pack_unpack_and_pytree(setup):
     np.testing.assert_array_equal(prior.pack(theta, kappa), x)
     leaves, treedef = jax.tree.flatten(prior)
     again = jax.tree.unflatten(treedef, leaves)
-    np.testing.assert_array_equal(again.sample(jax.random.PRNGKey(0)), prior.sample(jax.random.PRNGKey(0)))
+    np.testing.assert_array_equal(
+        again.sample(jax.random.PRNGKey(0)), prior.sample(jax.random.PRNGKey(0))
+    )
     jitted = jax.jit(lambda d, k: d.sample(k, (2,)))(prior, jax.random.PRNGKey(0))
     assert jitted.shape == (2, prior.dim)
     vmapped = jax.vmap(lambda k: prior.sample(k))(jax.random.split(jax.random.PRNGKey(0), 3))

@@ -3,8 +3,9 @@
 `run_calibration` simulates K observations (theta from the prior) with `lensing_model`, runs any
 `sampler_fn(rng_key, observation) -> (theta_draws (M, P), kappa_draws (M, C, N, N))` on each and
 scores the draws with `diagnostics.calibration.calibration_summary`. Built-in samplers:
-"diffusion" (`infer.posterior.DiffusionPosteriorSampler` on a model with a `DiffusionPrior` site
-and the same masked Gaussian shear likelihood) and "nuts" (`infer.nuts.nuts_baseline`).
+"diffusion" (`infer.posterior.DiffusionPosteriorSampler`) and "langevin"
+(`infer.langevin.AnnealedLangevinSampler`) on `infer.models.shear_model` with the trained prior,
+and "nuts" (`infer.nuts.nuts_baseline` on the explicit model; recompiles per observation).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ __all__ = [
     "add_parser",
     "run",
     "run_calibration",
-    "diffusion_lensing_model",
     "diffusion_sampler_fn",
     "nuts_sampler_fn",
 ]
@@ -91,32 +91,21 @@ def run_calibration(
     return out
 
 
-def diffusion_lensing_model(prior, preset, shear_obs=None, mask=None, noise_std=None):
-    """The lensing likelihood of `lensing_model` with the joint prior as one DiffusionPrior site."""
-    import jax.numpy as jnp
-    import numpyro
-
-    from numpyro_diffprior.simulator.model import MaskedShearNormal
-    from numpyro_diffprior.simulator.shear import kaiser_squires, noise_std_map
-
-    x = numpyro.sample("theta_kappa", prior)
-    _, kappa = prior.unpack(x)
-    std = noise_std_map(preset, mask, noise_std)
-    if shear_obs is not None:
-        shear_obs = jnp.where(jnp.isfinite(std), jnp.asarray(shear_obs, jnp.float32), 0.0)
-    numpyro.sample(
-        "shear", MaskedShearNormal(kaiser_squires(kappa), std, jnp.isfinite(std)), obs=shear_obs
-    )
-
-
-def diffusion_sampler_fn(prior, preset, *, num_draws: int, **sampler_kwargs):
-    """sampler_fn running `DiffusionPosteriorSampler` (kwargs: guidance, num_steps, ...)."""
+def diffusion_sampler_fn(prior, *, num_draws: int, method="diffusion", **sampler_kwargs):
+    """sampler_fn running `DiffusionPosteriorSampler` (method "diffusion") or
+    `AnnealedLangevinSampler` ("langevin") on `infer.models.shear_model` with `prior`."""
     import functools
 
-    from numpyro_diffprior.infer.posterior import DiffusionPosteriorSampler
+    from numpyro_diffprior.infer.models import shear_model
 
-    model = functools.partial(diffusion_lensing_model, prior, preset)
-    sampler = DiffusionPosteriorSampler(model, progress_bar=False, **sampler_kwargs)
+    if method == "diffusion":
+        from numpyro_diffprior.infer.posterior import DiffusionPosteriorSampler as Sampler
+    elif method == "langevin":
+        from numpyro_diffprior.infer.langevin import AnnealedLangevinSampler as Sampler
+    else:
+        raise ValueError(f"method must be 'diffusion' or 'langevin', got {method!r}")
+    model = functools.partial(shear_model, prior)
+    sampler = Sampler(model, progress_bar=False, **sampler_kwargs)
 
     def sampler_fn(rng_key, obs):
         sampler.run(
@@ -170,13 +159,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default="lsst-y10-coarse",
         help="preset name (pretrained prior) or checkpoint path",
     )
-    parser.add_argument("--method", choices=("diffusion", "nuts"), default="diffusion")
+    parser.add_argument("--method", choices=("diffusion", "langevin", "nuts"), default="diffusion")
     parser.add_argument("--num-obs", type=int, default=200, help="simulated observations K")
     parser.add_argument(
         "--num-draws", type=int, default=100, help="posterior draws per observation"
     )
-    parser.add_argument("--guidance", default="mmps", help="diffusion guidance (annealed|dps|mmps)")
-    parser.add_argument("--num-steps", type=int, default=64, help="diffusion steps")
+    parser.add_argument("--guidance", default=None, help="guidance (annealed|dps|mmps)")
+    parser.add_argument(
+        "--num-steps", type=int, default=None, help="diffusion steps / Langevin levels"
+    )
     parser.add_argument("--warmup", type=int, default=300, help="NUTS warmup per observation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output directory")
@@ -191,7 +182,7 @@ def run(args) -> int:
 
     if args.num_draws < 3:
         raise ValueError(f"--num-draws must be >= 3, got {args.num_draws}")
-    if args.method == "diffusion":
+    if args.method in ("diffusion", "langevin"):
         from numpyro_diffprior.prior import DiffusionPrior
 
         if args.model in PRESETS:
@@ -201,12 +192,11 @@ def run(args) -> int:
         else:
             raise FileNotFoundError(f"--model {args.model!r} is neither a preset nor a checkpoint")
         preset = get_preset(prior.preset)
+        kwargs = {} if args.guidance is None else {"guidance": args.guidance}
+        if args.num_steps is not None:
+            kwargs["num_steps" if args.method == "diffusion" else "num_levels"] = args.num_steps
         sampler_fn = diffusion_sampler_fn(
-            prior,
-            preset,
-            num_draws=args.num_draws,
-            guidance=args.guidance,
-            num_steps=args.num_steps,
+            prior, num_draws=args.num_draws, method=args.method, **kwargs
         )
     else:
         preset = get_preset(args.model)

@@ -22,6 +22,12 @@ def add_parser(subparsers):
     p = subparsers.add_parser("train", help="train the joint diffusion prior (EDM)")
     p.add_argument("--preset", default=DEFAULT_PRESET)
     p.add_argument("--data", default=None, help="dataset file (default: simulate on the fly)")
+    p.add_argument(
+        "--pool",
+        type=int,
+        default=0,
+        help="simulate this many maps once and reuse them (default 0: fresh maps every step)",
+    )
     p.add_argument("--steps", type=int, required=True, help="total number of updates")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--batch-size", type=int, default=tr.batch_size)
@@ -68,7 +74,18 @@ def run(args) -> int:
         P_mean=args.P_mean,
         P_std=args.P_std,
     )
-    sample_batch = None
+    sample_batch = heldout_source = None
+    if args.data and args.pool:
+        raise ValueError("--data and --pool are exclusive")
+    if args.pool:
+        import jax
+
+        from numpyro_diffprior.training_loop import pool_source, simulator_source
+
+        key = jax.random.fold_in(jax.random.key(args.seed), 11)
+        sample_batch = pool_source(args.preset, args.pool, key)
+        heldout_source = simulator_source(args.preset)
+        print(f"training on a pool of {args.pool} simulated maps")
     if args.data:
         sample_batch, num = dataset_source(args.data, args.preset)
         print(f"training on {num} maps from {args.data}")
@@ -84,6 +101,7 @@ def run(args) -> int:
         resume=args.resume,
         log_every=args.log_every,
         num_heldout=args.heldout,
+        heldout_source=heldout_source,
         progress=not args.no_progress,
     )
     print(f"checkpoint: {ckpt.path} (step {ckpt.step})")

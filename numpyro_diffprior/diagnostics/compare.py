@@ -58,9 +58,11 @@ def _pearson(a, b):
 def _convergence(idata) -> dict:
     theta = idata.posterior["theta"]
     out = {"rhat_max": float("nan"), "ess_min": float("nan")}
-    if theta.sizes["chain"] >= 2 and theta.sizes["draw"] >= 4:
-        out["rhat_max"] = float(az.rhat(idata, var_names=["theta"])["theta"].max())
+    # rank-normalised split R-hat (needs >= 2 chains) and bulk ESS (Vehtari et al. 2021)
+    if theta.sizes["draw"] >= 4:
         out["ess_min"] = float(az.ess(idata, var_names=["theta"])["theta"].min())
+        if theta.sizes["chain"] >= 2:
+            out["rhat_max"] = float(az.rhat(idata, var_names=["theta"])["theta"].max())
     attrs = idata.posterior.attrs
     for key in ("wall_time_s", "sampling_time_s", "time_per_effective_sample_s", "num_divergent"):
         if key in attrs:

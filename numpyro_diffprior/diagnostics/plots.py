@@ -151,6 +151,7 @@ def plot_power_spectra(ell, power: dict, path, *, truth=None):
             ax.xaxis.set_minor_formatter(NullFormatter())
             if i == j:
                 ax.set_yscale("log")
+                ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_title(f"({i + 1},{j + 1})", fontsize=8)
             ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel(r"$\ell$")

@@ -47,7 +47,7 @@ def c_noise(sigma):
 
 
 def loss_weight(sigma, sigma_data=1.0):
-    """EDM loss weight lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 = 1/c_out^2."""
+    """EDM loss weight lambda = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 = 1 / c_out^2."""
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 

@@ -36,6 +36,7 @@ def test_empty_beam_matches_quadrature(omega_c, w_0):
     for z_s in (0.3, 1.0, 2.5):
         oracle = _kappa_empty_quad(z_s, omega_m, w_0)
         np.testing.assert_allclose(np.interp(z_s, z, per_source), oracle, rtol=2e-4)
+    assert np.all(lam > 0) and np.all(np.diff(lam) > 0)
 
 
 def test_bin_average_matches_quadrature():

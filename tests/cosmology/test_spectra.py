@@ -26,10 +26,12 @@ def test_ell_grid_covers_fourier_grid(name):
 def test_tabulated_nz_is_the_survey_nz():
     survey = get_preset("lsst-y10-coarse").survey
     bins = spectra.redshift_bins(survey)
-    z = np.linspace(0.0, 3.0, 301)
+    z = np.linspace(0.0, survey.z_max, 4001)  # tomographic_nz normalises on the grid it gets
     with jax.enable_x64(True):
         got = np.stack([np.asarray(b(jnp.asarray(z))) for b in bins])
-    np.testing.assert_allclose(got, tomographic_nz(z, survey), rtol=2e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        got, tomographic_nz(z, survey), rtol=2e-3, atol=5e-3
+    )  # linear interpolation of z^2 near 0
 
 
 def test_reference_cl_at_fiducial(reference_cl):

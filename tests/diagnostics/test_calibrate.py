@@ -119,3 +119,32 @@ def test_observation_round_trip(tmp_path):
         simulate_observation(jax.random.key(0), "tiny", theta="prior", model=oracle_model)
     with pytest.raises(FileNotFoundError):
         load_observation(tmp_path / "missing.npz")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["diffusion", "langevin"])
+def test_diffusion_sampler_fn_shapes(method):
+    """The built-in sampler_fn runs the package's samplers on a Gaussian-oracle prior."""
+    import jax.numpy as jnp
+
+    from numpyro_diffprior import oracles
+    from numpyro_diffprior.commands.calibrate import diffusion_sampler_fn
+    from numpyro_diffprior.diffusion.normalization import Normalizer
+    from numpyro_diffprior.prior import DiffusionPrior
+
+    map_shape = (2, 8, 8)
+    prior = DiffusionPrior(
+        apply_fn=oracles.gaussian_denoise,
+        params=oracles.gaussian_joint_oracle(2, map_shape, seed=0),
+        normalizer=Normalizer(jnp.array([0.3, 0.8]), jnp.array([0.1, 0.2]), jnp.ones(2) * 0.02),
+        n_params=2,
+        map_shape=map_shape,
+    )
+    kwargs = {"num_steps": 8} if method == "diffusion" else {"num_levels": 8}
+    fn = diffusion_sampler_fn(prior, num_draws=8, method=method, chunk_size=8, **kwargs)
+    obs = {"shear": np.zeros((2, 2, 8, 8)), "mask": None, "noise_std": np.array([0.01, 0.02])}
+    theta, kappa = fn(jax.random.key(0), obs)
+    assert np.shape(theta) == (8, 2) and np.shape(kappa) == (8,) + map_shape
+    assert np.all(np.isfinite(theta)) and np.all(np.isfinite(kappa))
+    with pytest.raises(ValueError, match="method"):
+        diffusion_sampler_fn(prior, num_draws=8, method="hmc")

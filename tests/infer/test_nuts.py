@@ -178,6 +178,7 @@ def test_nuts_smoke_on_lensing_model_tiny():
     assert np.all(np.isfinite(idata.sample_stats["lp"].values))
 
 
+@pytest.mark.slow
 def test_nuts_blackjax_recovers_exact_gaussian_posterior():
     from numpyro_diffprior.infer.nuts_blackjax import nuts_blackjax
 

@@ -118,10 +118,15 @@ def test_mask_posterior(gaussian_case):
     got_mean = x[:, 2:].mean(0).reshape(8, 8)
     exact_mean = case["exact"].mean[2:].reshape(8, 8)
     masked, seen = ~mask, mask
-    # the masked region's std rises towards the prior's (what remains is the information
-    # carried by correlations with the observed half and by theta), and matches the oracle
-    assert np.median(exact_sd[masked] / prior_sd[masked]) > 2 * np.median(
-        exact_sd[seen] / prior_sd[seen]
+    # the masked region's std rises towards the prior's (not all the way: Kaiser-Squires is
+    # non-local, the field is correlated and theta is constrained by the observed half;
+    # measured 0.68 of the prior std in the masked half vs 0.55 in the observed half), and
+    # the sampler follows the oracle in both halves
+    ratio_masked = np.median(exact_sd[masked] / prior_sd[masked])
+    ratio_seen = np.median(exact_sd[seen] / prior_sd[seen])
+    assert ratio_masked > ratio_seen + 0.1
+    np.testing.assert_allclose(
+        np.median(got_sd[masked] / prior_sd[masked]), ratio_masked, atol=0.07
     )
     np.testing.assert_allclose(np.median(got_sd[masked] / exact_sd[masked]), 1, atol=0.1)
     np.testing.assert_allclose(np.median(got_sd[seen] / exact_sd[seen]), 1, atol=0.1)
