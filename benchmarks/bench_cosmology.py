@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import pathlib
 import platform
 import time
@@ -106,7 +107,9 @@ def main(argv=None):
         "",
         f"Machine: {platform.processor() or platform.machine()}, {jax.devices()[0].platform}, "
         f"jax {jax.__version__}; {preset.n_bins} bins, {ell.size} multipoles; "
-        "emulator float32, jax-cosmo float64.",
+        "emulator float32, jax-cosmo float64; "
+        f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+        "(the machine is shared: absolute times are upper bounds, ratios matter).",
         "",
         "| quantity | value |",
         "|---|---|",

@@ -195,7 +195,8 @@ def main(argv=None):
     rows = pretrained_rows(args.num_pretrained)
     lines += ["## Shipped prior (lsst-y10-coarse)", ""]
     if rows is None:
-        lines += [f"Not run: no pretrained model at `{PRETRAINED}` yet.", ""]
+        where = "numpyro_diffprior/data/pretrained/lsst-y10-coarse/"
+        lines += [f"Not run: no pretrained model at `{where}` yet.", ""]
     else:
         lines += ["| method | denoiser calls/draw | draws/s |", "|---|---|---|", *rows, ""]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

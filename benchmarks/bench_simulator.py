@@ -16,6 +16,7 @@ from a fixed table: jax-cosmo is timed over a few calls after compilation and ex
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import platform
 import time
@@ -161,7 +162,11 @@ def main(argv=None):
         f"({dev.device_kind}), jax {jax.__version__}; `python benchmarks/bench_simulator.py`.",
         "Distinct theta per map (drawn from the prior). *Naive*: one jax-cosmo call per theta "
         f"(timed over {args.jax_cosmo_calls} calls after compiling, extrapolated) + the same "
-        "map code from a fixed table. Compile times are excluded from the rates.",
+        "map code from a fixed table (a lower bound on its cost: with one table the per-mode "
+        "square roots are computed once, not per theta). Compile times are excluded from the "
+        f"rates. Load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+        "cores (a shared machine: absolute rates are pessimistic, the ratios are measured in "
+        "the same process).",
         "",
         "| preset | map | C_l source | ours (maps/s) | naive (maps/s) | speed-up | "
         "jax-cosmo (s/theta) | map, fixed table (ms) | ours compile (s) | jax-cosmo compile (s) |",

@@ -88,7 +88,7 @@ def dataset_source(path, preset):
 
     preset = get_preset(preset)
     thetas, kappas = [], []
-    for theta, kappa in iterate_batches(path, 256, epochs=1):
+    for theta, kappa in iterate_batches(path, 256, epochs=1, shuffle=False, drop_remainder=False):
         thetas.append(np.asarray(theta))
         kappas.append(np.asarray(kappa))
     theta, kappa = np.concatenate(thetas), np.concatenate(kappas)

@@ -149,3 +149,36 @@ def test_constructor_errors(setup):
         DiffusionPrior(lambda x, s: x, normalizer=normalizer, n_params=3, map_shape=MAP_SHAPE)
     with pytest.raises(ValueError, match="shape"):
         prior.log_prob(jnp.zeros(5))
+
+
+@pytest.mark.slow
+def test_load_from_checkpoint(tmp_path):
+    from numpyro_diffprior.checkpoints import load_checkpoint, save_checkpoint
+    from numpyro_diffprior.nets import NetworkConfig, make_network
+    from numpyro_diffprior.presets import get_preset
+    from numpyro_diffprior.training import TrainingConfig, make_trainer
+
+    small = NetworkConfig(
+        channels=8, channel_mult=(1, 2), emb_dim=16, theta_hidden=16, num_groups=4
+    )
+    preset = get_preset("tiny")
+    norm = Normalizer(jnp.array([0.3, 0.8]), jnp.array([0.2, 0.14]), jnp.array([0.01, 0.02]))
+    init_fn, apply_fn = make_network(small, preset)
+    cfg = TrainingConfig(batch_size=4, warmup_steps=1, total_steps=10)
+    state = make_trainer(init_fn, apply_fn, norm, preset, cfg).init(jax.random.key(3))
+    path = save_checkpoint(
+        tmp_path / "ck",
+        state,
+        preset=preset,
+        normalizer=norm,
+        network_config=small,
+        training_config=cfg,
+    )
+    prior = DiffusionPrior.load(path, num_steps=2)
+    assert prior.preset == "tiny" and prior.param_names == preset.param_names
+    x = jax.random.normal(jax.random.key(0), (2, prior.dim))
+    sigma = jnp.array([0.5, 2.0])
+    expected = load_checkpoint(path).denoise_fn()(x, sigma)
+    np.testing.assert_allclose(prior.denoise_normalized(x, sigma), expected, rtol=1e-5, atol=1e-6)
+    draws = jax.jit(lambda d, k: d.sample(k, (2,)))(prior, jax.random.key(1))
+    assert draws.shape == (2, prior.dim) and bool(jnp.all(jnp.isfinite(draws)))

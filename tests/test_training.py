@@ -88,6 +88,7 @@ def _tiny_train(out, steps, resume=False):
     )
 
 
+@pytest.mark.slow  # three jit compiles of the update (~1 min idle, 5+ min under load)
 def test_resume_equals_uninterrupted(tmp_path):
     full = _tiny_train(tmp_path / "full", 6)
     _tiny_train(tmp_path / "part", 3)
@@ -143,6 +144,7 @@ SHARDED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a subprocess with two jit compiles of the update
 def test_sharded_step_equals_single_device():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT)])
@@ -151,3 +153,35 @@ def test_sharded_step_equals_single_device():
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "OK" in res.stdout
+
+
+def test_train_cli_rejects_bad_arguments(tmp_path, capsys):
+    from numpyro_diffprior.cli import main
+
+    out = str(tmp_path / "run")
+    assert main(["train", "--preset", "tiny", "--steps", "1", "--out", out]) == 2
+    assert "--steps must be >= 2" in capsys.readouterr().err
+    args = ["train", "--preset", "tiny", "--steps", "5", "--out", out, "--data", "x.h5"]
+    assert main(args + ["--pool", "8"]) == 2
+    assert "exclusive" in capsys.readouterr().err
+    assert main(["train", "--preset", "nope", "--steps", "5", "--out", out, "--pool", "8"]) == 2
+    assert "unknown preset" in capsys.readouterr().err
+
+
+def test_dataset_source_reads_user_maps(tmp_path):
+    from numpyro_diffprior.simulator.dataset import write_user_dataset
+    from numpyro_diffprior.training_loop import dataset_source
+
+    preset = get_preset("tiny")
+    rng = np.random.default_rng(0)
+    theta = rng.normal([0.27, 0.83], 0.05, (10, 2)).astype(np.float32)
+    kappa = (0.01 * rng.standard_normal((10,) + preset.map_shape)).astype(np.float32)
+    path = tmp_path / "maps.h5"
+    write_user_dataset(path, preset, theta, kappa)
+    sample_batch, num = dataset_source(path, preset)
+    assert num == 10
+    t, k = sample_batch(jax.random.key(0), 4)
+    # every drawn pair is one of the stored pairs
+    for i in range(4):
+        j = int(np.argmin(np.abs(theta[:, 0] - float(t[i, 0]))))
+        np.testing.assert_array_equal(np.asarray(k[i]), kappa[j])

@@ -103,6 +103,7 @@ def _spline_weights(knots, basis, x):
 
 def _interpolate(emulator: ClEmulator, theta, table):
     theta = jnp.asarray(theta)
+    theta = theta.astype(jnp.result_type(theta.dtype, jnp.float32))
     if theta.shape != (len(emulator.param_names),):
         raise ValueError(
             f"theta must have shape ({len(emulator.param_names)},) for parameters "
@@ -117,7 +118,11 @@ def _interpolate(emulator: ClEmulator, theta, table):
 
 
 def emulate_cl(emulator: ClEmulator, theta):
-    """C_l^{ij}(theta), shape (C, C, L), symmetric; theta (P,) in `emulator.param_names` order."""
+    """C_l^{ij}(theta), shape (C, C, L), symmetric; theta (P,) in `emulator.param_names` order.
+
+    Inside `emulator.bounds` only: outside, the edge cubics are extrapolated (meaningless), so
+    check eager inputs with `check_in_range`.
+    """
     cl_pairs = jnp.exp(_interpolate(emulator, theta, emulator.log_cl))
     c = emulator.n_bins
     rows, cols = np.triu_indices(c)

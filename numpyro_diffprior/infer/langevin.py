@@ -121,6 +121,7 @@ class AnnealedLangevinSampler(_ModelSampler):
         chunk_size=256,
         num_chains=4,
         progress_bar=True,
+        shard=False,
     ):
         sigma_ladder(sigma_max, sigma_min, num_levels)  # validates
         self.sigma_max, self.sigma_min = sigma_max, sigma_min
@@ -132,6 +133,7 @@ class AnnealedLangevinSampler(_ModelSampler):
             chunk_size=chunk_size,
             num_chains=num_chains,
             progress_bar=progress_bar,
+            shard=shard,
         )
 
     def settings(self) -> dict:
@@ -157,7 +159,7 @@ class AnnealedLangevinSampler(_ModelSampler):
         algorithm = as_top_level_api(score_fn, self.step_size)
         key_init, key_run = jax.random.split(rng_key)
         scale = jnp.sqrt(self.sigma_max**2 + 1.0)
-        position = scale * jax.random.normal(key_init, (num, prior.dim))
+        position = self._initial(key_init, num, prior.dim, scale)
         sigmas = sigma_ladder(self.sigma_max, self.sigma_min, self.num_levels)
         state = annealed_langevin(key_run, algorithm, position, sigmas, self.num_steps_per_level)
         final_step = jnp.full((num,), self.step_size * self.sigma_min**2)

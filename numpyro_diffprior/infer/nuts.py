@@ -68,6 +68,8 @@ def nuts_baseline(
     sample_stats `lp` (= -potential energy, the log joint density in unconstrained space),
     `acceptance_rate`, `step_size`, `n_steps`, `tree_depth`, `diverging`, and attrs with the
     settings, timings and a convergence summary (max R-hat, min ESS over theta).
+    `warmup_time_s` includes compilation; `sampling_time_s` (and the derived time per gradient
+    and per effective sample) includes the sampling phase's own, shorter compilation.
     """
     preset = get_preset(preset)
     if shear_obs is None:

@@ -34,6 +34,7 @@ from numpyro_diffprior.infer.model_tracing import (
     linear_gaussian,
     make_log_likelihood,
 )
+from numpyro_diffprior.sharding import batch_sharding, make_mesh
 
 __all__ = ["DiffusionPosteriorSampler", "guided_reverse_diffusion", "make_guidance", "GUIDANCE"]
 
@@ -84,8 +85,11 @@ def guided_reverse_diffusion(
     num_corrector_steps=0,
     corrector_step_size=0.1,
     correction_fn=None,
+    x_init=None,
 ):
     """Reverse diffusion with the posterior denoiser D + sigma^2 guidance -> x_n (num, dim).
+
+    `x_init` (num, dim), if given, replaces the initial draw sigma_max * N(0, I).
 
     `correction_fn(x, sigma) -> dx`, if given, is evaluated at each step's start (x_i, sigma_i)
     and added to the step's result (DPS, Chung et al. 2023 Algorithm 1).
@@ -94,7 +98,7 @@ def guided_reverse_diffusion(
         raise ValueError(f"sampler must be 'ode' or 'sde', got {sampler!r}")
     t_steps = edm_sigma_steps(num_steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
     key_init, key_loop = jax.random.split(rng_key)
-    x = t_steps[0] * jax.random.normal(key_init, (num, dim))
+    x = t_steps[0] * jax.random.normal(key_init, (num, dim)) if x_init is None else x_init
 
     def posterior_denoise(x, t):
         sig = t * jnp.ones((num,), x.dtype)
@@ -160,9 +164,18 @@ class _ModelSampler:
 
     method = "base"
 
-    def __init__(self, model, *, guidance, chunk_size=256, num_chains=4, progress_bar=True):
+    def __init__(
+        self, model, *, guidance, chunk_size=256, num_chains=4, progress_bar=True, shard=False
+    ):
         if guidance not in GUIDANCE:
             raise ValueError(f"unknown guidance {guidance!r}; valid: {', '.join(GUIDANCE)}")
+        self._sharding = None
+        if shard and jax.device_count() > 1:
+            if chunk_size % jax.device_count():
+                raise ValueError(
+                    f"chunk_size={chunk_size} must be divisible by {jax.device_count()} devices"
+                )
+            self._sharding = batch_sharding(make_mesh())
         self.model, self.guidance = model, guidance
         self.chunk_size, self.num_chains, self.progress_bar = chunk_size, num_chains, progress_bar
         self._chunk_jit = jax.jit(self._chunk, static_argnums=(2,))
@@ -182,6 +195,13 @@ class _ModelSampler:
 
     def settings(self) -> dict:
         return {}
+
+    def _initial(self, rng_key, num, dim, scale):
+        """scale * N(0, I) (num, dim), split over jax.devices() along the batch with `shard`."""
+        x = scale * jax.random.normal(rng_key, (num, dim))
+        if self._sharding is not None:
+            x = jax.lax.with_sharding_constraint(x, self._sharding)
+        return x
 
     def run(self, rng_key, num_samples: int, **model_kwargs):
         """Draw `num_samples` posterior samples; model_kwargs go to the model (e.g. shear_obs)."""
@@ -279,6 +299,7 @@ class DiffusionPosteriorSampler(_ModelSampler):
         chunk_size=256,
         num_chains=4,
         progress_bar=True,
+        shard=False,
     ):
         if sampler not in ("ode", "sde"):
             raise ValueError(f"sampler must be 'ode' or 'sde', got {sampler!r}")
@@ -300,6 +321,7 @@ class DiffusionPosteriorSampler(_ModelSampler):
             chunk_size=chunk_size,
             num_chains=num_chains,
             progress_bar=progress_bar,
+            shard=shard,
         )
 
     def settings(self) -> dict:
@@ -337,5 +359,6 @@ class DiffusionPosteriorSampler(_ModelSampler):
             num_corrector_steps=self.num_corrector_steps,
             corrector_step_size=self.corrector_step_size,
             correction_fn=correction,
+            x_init=self._initial(jax.random.fold_in(rng_key, 7), num, prior.dim, self.sigma_max),
         )
         return x_n, {}

@@ -76,13 +76,14 @@ def _simulate_one(key, emulator, preset):
     return theta, simulate_kappa(theta, z, emulator, preset)
 
 
-def _simulate_batch(keys, emulator_arrays, static, preset):
+def _simulate_batch(rng_key, index, emulator_arrays, static, preset):
     emulator = _merge_static(emulator_arrays, static)
+    keys = jax.vmap(lambda i: jax.random.fold_in(rng_key, i))(index)
     return jax.vmap(lambda k: _simulate_one(k, emulator, preset))(keys)
 
 
 # Compiled once per (preset, batch size, emulator structure); reused across calls.
-_simulate_batch_jit = jax.jit(_simulate_batch, static_argnums=(2, 3))
+_simulate_batch_jit = jax.jit(_simulate_batch, static_argnums=(3, 4))
 
 
 def simulate(rng_key, preset=None, num: int = 1, *, emulator=None, batch_size: int = 64, start=0):
@@ -113,8 +114,8 @@ def simulate(rng_key, preset=None, num: int = 1, *, emulator=None, batch_size: i
     for s in range(0, num, batch_size):
         chunk = idx[s : s + batch_size]
         pad = np.concatenate([chunk, np.full(batch_size - len(chunk), chunk[-1])])
-        keys = jax.vmap(lambda i: jax.random.fold_in(rng_key, i))(jnp.asarray(pad, jnp.uint32))
-        theta, kappa = _simulate_batch_jit(keys, arrays, static, preset)
+        index = jnp.asarray(pad, jnp.uint32)
+        theta, kappa = _simulate_batch_jit(rng_key, index, arrays, static, preset)
         thetas.append(theta[: len(chunk)])
         kappas.append(kappa[: len(chunk)])
     if not thetas:

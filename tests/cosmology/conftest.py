@@ -37,4 +37,5 @@ def reference_cl():
     def make(name, ell_tuple):
         return ReferenceCl(get_preset(name), np.array(ell_tuple))
 
-    return lambda name, ell: make(name, tuple(np.asarray(ell, np.float64).tolist()))
+    # key on float32-rounded multipoles so ell_grid(preset) and emulator.ell share one compile
+    return lambda name, ell: make(name, tuple(np.asarray(ell, np.float32).astype(float).tolist()))
