@@ -22,7 +22,8 @@ import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 from blackjax.sgmcmc.diffusions import overdamped_langevin
 
-from numpyro_diffprior.infer.posterior import _ModelSampler, make_guidance
+from numpyro_diffprior.infer.posterior import make_guidance
+from numpyro_diffprior.infer.runner import _ModelSampler
 
 __all__ = [
     "AnnealedLangevinState",

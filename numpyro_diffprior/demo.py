@@ -1,0 +1,161 @@
+"""The main job: simulate an observation, sample its joint posterior three ways, compare.
+
+1. Simulate an LSST-Y10-like shear observation at the fiducial cosmology (log-normal simulator).
+2. Sample p(theta, kappa | shear) with the diffusion posterior sampler and with the BlackJAX
+   annealed-Langevin sampler, both on the shipped diffusion prior.
+3. Run the NumPyro NUTS field-level baseline on the explicit log-normal model.
+4. Write InferenceData (netCDF), PNG figures and a markdown report to `out_dir`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+from numpyro_diffprior.presets import get_preset
+
+__all__ = ["DemoSettings", "run_demo", "QUICK", "FULL"]
+
+
+class DemoSettings(dict):
+    """Sizes of the demo's runs (a plain dict with attribute access)."""
+
+    __getattr__ = dict.__getitem__
+
+
+FULL = DemoSettings(
+    num_draws=512,
+    diffusion_steps=32,
+    guidance="mmps",
+    cg_maxiter=4,
+    langevin_levels=60,
+    langevin_steps_per_level=4,
+    nuts_warmup=300,
+    nuts_samples=300,
+    nuts_chains=2,
+    nuts_max_tree_depth=7,
+)
+QUICK = DemoSettings(
+    num_draws=16,
+    diffusion_steps=4,
+    guidance="annealed",
+    cg_maxiter=2,
+    langevin_levels=4,
+    langevin_steps_per_level=2,
+    nuts_warmup=10,
+    nuts_samples=10,
+    nuts_chains=2,
+    nuts_max_tree_depth=3,
+)
+
+
+def _log(msg):
+    print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run_demo(
+    out_dir="results",
+    *,
+    preset="lsst-y10-coarse",
+    checkpoint=None,
+    seed=0,
+    settings: dict | None = None,
+    progress_bar=True,
+) -> dict:
+    """Run the whole demo and return {"report": path, "timings": {...}, "idata": {...}}.
+
+    checkpoint: a checkpoint directory (default: the model shipped for `preset`).
+    settings: overrides of `FULL` (see `QUICK` for a smoke-test configuration).
+    """
+    from numpyro_diffprior.diagnostics.report import write_report
+    from numpyro_diffprior.infer.langevin import AnnealedLangevinSampler
+    from numpyro_diffprior.infer.models import shear_model
+    from numpyro_diffprior.infer.nuts import nuts_baseline
+    from numpyro_diffprior.infer.posterior import DiffusionPosteriorSampler
+    from numpyro_diffprior.observations import save_observation, simulate_observation
+    from numpyro_diffprior.prior import DiffusionPrior
+
+    s = DemoSettings({**FULL, **(settings or {})})
+    preset = get_preset(preset)
+    os.makedirs(out_dir, exist_ok=True)
+    key_obs, key_diff, key_lang, key_nuts = jax.random.split(jax.random.key(seed), 4)
+    timings = {}
+
+    _log(f"loading the diffusion prior for {preset.name}")
+    if checkpoint is None:
+        prior = DiffusionPrior.from_pretrained(preset.name)
+    else:
+        prior = DiffusionPrior.load(checkpoint)
+    if prior.preset is not None and get_preset(prior.preset).name != preset.name:
+        raise ValueError(f"checkpoint is for preset {prior.preset!r}, not {preset.name!r}")
+
+    _log("simulating an observation at the fiducial cosmology")
+    obs = simulate_observation(key_obs, preset, theta="fiducial")
+    save_observation(
+        os.path.join(out_dir, "observation.npz"),
+        obs["shear"],
+        preset=preset,
+        noise_std=obs["noise_std"],
+        theta_true=obs["theta_true"],
+        kappa_true=obs["kappa_true"],
+    )
+    truth = {"theta": obs["theta_true"], "kappa": obs["kappa_true"]}
+    model = functools.partial(shear_model, prior)
+    idatas = {}
+
+    _log(f"diffusion posterior sampler ({s.guidance}, {s.diffusion_steps} steps)")
+    t0 = time.perf_counter()
+    sampler = DiffusionPosteriorSampler(
+        model,
+        guidance=s.guidance,
+        num_steps=s.diffusion_steps,
+        cg_maxiter=s.cg_maxiter,
+        chunk_size=min(128, s.num_draws),
+        progress_bar=progress_bar,
+    )
+    sampler.run(key_diff, s.num_draws, shear_obs=obs["shear"])
+    idatas["diffusion"] = sampler.to_inference_data(truth=truth)
+    timings["diffusion_s"] = time.perf_counter() - t0
+
+    _log(f"annealed Langevin (BlackJAX, {s.langevin_levels} levels)")
+    t0 = time.perf_counter()
+    langevin = AnnealedLangevinSampler(
+        model,
+        num_levels=s.langevin_levels,
+        num_steps_per_level=s.langevin_steps_per_level,
+        chunk_size=min(128, s.num_draws),
+        progress_bar=progress_bar,
+    )
+    langevin.run(key_lang, s.num_draws, shear_obs=obs["shear"])
+    idatas["langevin"] = langevin.to_inference_data(truth=truth)
+    timings["langevin_s"] = time.perf_counter() - t0
+
+    _log(f"NUTS field-level baseline ({s.nuts_chains} chains x {s.nuts_samples} draws)")
+    t0 = time.perf_counter()
+    idatas["nuts"] = nuts_baseline(
+        key_nuts,
+        preset=preset,
+        shear_obs=obs["shear"],
+        noise_std=obs["noise_std"],
+        num_warmup=s.nuts_warmup,
+        num_samples=s.nuts_samples,
+        num_chains=s.nuts_chains,
+        max_tree_depth=s.nuts_max_tree_depth,
+        truth=truth,
+        progress_bar=progress_bar,
+    )
+    timings["nuts_s"] = time.perf_counter() - t0
+
+    for name, idata in idatas.items():
+        idata.to_netcdf(os.path.join(out_dir, f"idata_{name}.nc"))
+    _log("writing the report and figures")
+    report = write_report(out_dir, idatas, truth=truth, preset=preset, reference="nuts")
+    with open(os.path.join(out_dir, "timings.json"), "w") as fh:
+        json.dump({**timings, "settings": dict(s)}, fh, indent=2)
+    _log(f"done: {report}")
+    return {"report": report, "timings": timings, "idata": idatas}

@@ -1,0 +1,159 @@
+"""Shared machinery of the model-driven samplers: jitted chunks, progress, InferenceData.
+
+Draws are i.i.d.; they are produced in chunks of `chunk_size` by one jitted function (compiled once
+per sampler and chunk shape: array arguments - and Python floats - are traced, other model
+arguments are static), with a tqdm bar over chunks; with `shard=True` the chunk's batch is split
+over `jax.devices()`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from numpyro_diffprior.infer.inference_data import split_into_chains, to_inference_data
+from numpyro_diffprior.infer.model_tracing import (
+    _trace,
+    inspect_model,
+    linear_gaussian,
+    make_log_likelihood,
+)
+from numpyro_diffprior.sharding import batch_sharding, make_mesh
+
+__all__ = ["GUIDANCE"]
+
+GUIDANCE = ("annealed", "dps", "mmps")
+
+
+def _split_kwargs(model_kwargs):
+    dynamic, static = {}, {}
+    for key, value in model_kwargs.items():
+        leaves = jax.tree.leaves(value)
+        if isinstance(value, float):  # a new float value must not retrace
+            dynamic[key] = jnp.asarray(value)
+        elif value is not None and leaves and all(hasattr(v, "shape") for v in leaves):
+            dynamic[key] = value
+        else:
+            try:
+                hash(value)
+            except TypeError as err:
+                raise ValueError(
+                    f"model argument {key!r} is neither an array nor hashable"
+                ) from err
+            static[key] = value
+    return dynamic, tuple(sorted(static.items()))
+
+
+class _ModelSampler:
+    """Shared run/get_samples/to_inference_data machinery for the model-driven samplers."""
+
+    method = "base"
+
+    def __init__(
+        self, model, *, guidance, chunk_size=256, num_chains=4, progress_bar=True, shard=False
+    ):
+        if guidance not in GUIDANCE:
+            raise ValueError(f"unknown guidance {guidance!r}; valid: {', '.join(GUIDANCE)}")
+        self._sharding = None
+        if shard and jax.device_count() > 1:
+            if chunk_size % jax.device_count():
+                raise ValueError(
+                    f"chunk_size={chunk_size} must be divisible by {jax.device_count()} devices"
+                )
+            self._sharding = batch_sharding(make_mesh())
+        self.model, self.guidance = model, guidance
+        self.chunk_size, self.num_chains, self.progress_bar = chunk_size, num_chains, progress_bar
+        self._chunk_jit = jax.jit(self._chunk, static_argnums=(2,))
+        self._samples = None
+
+    def _draw(self, rng_key, model, info, model_kwargs, num):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _chunk(self, rng_key, dynamic, static):
+        kwargs = {**dynamic, **dict(static)}
+        info = inspect_model(self.model, kwargs, validate=False)
+        x_n, stats = self._draw(rng_key, self.model, info, kwargs, self.chunk_size)
+        x = info.prior.from_normalized(x_n)
+        log_lik = make_log_likelihood(self.model, info, kwargs)
+        stats["data_log_likelihood"] = jax.vmap(log_lik)(x)
+        return x, stats
+
+    def settings(self) -> dict:
+        return {}
+
+    def _initial(self, rng_key, num, dim, scale):
+        """scale * N(0, I) (num, dim), split over jax.devices() along the batch with `shard`."""
+        x = scale * jax.random.normal(rng_key, (num, dim))
+        if self._sharding is not None:
+            x = jax.lax.with_sharding_constraint(x, self._sharding)
+        return x
+
+    def run(self, rng_key, num_samples: int, **model_kwargs):
+        """Draw `num_samples` posterior samples; model_kwargs go to the model (e.g. shear_obs)."""
+        if num_samples < self.num_chains:
+            raise ValueError(f"num_samples must be >= num_chains={self.num_chains}")
+        info = inspect_model(self.model, model_kwargs)
+        if self.guidance in ("annealed", "mmps"):
+            linear_gaussian(self.model, info, model_kwargs, check=True)
+        dynamic, static = _split_kwargs(model_kwargs)
+        n_chunks = math.ceil(num_samples / self.chunk_size)
+        keys = jax.random.split(rng_key, n_chunks)
+        start = time.perf_counter()
+        xs, stats = [], []
+        for key in tqdm(keys, desc=self.method, disable=not self.progress_bar):
+            x, st = self._chunk_jit(key, dynamic, static)
+            xs.append(np.asarray(x))
+            stats.append(jax.tree.map(np.asarray, st))
+        x = np.concatenate(xs)[:num_samples]
+        stats = {k: np.concatenate([s[k] for s in stats])[:num_samples] for k in stats[0]}
+        prior = info.prior
+        theta, kappa = prior.unpack(x)
+        tr_obs = _observation_for_idata(self.model, info, model_kwargs)
+        self._samples = {"theta": np.asarray(theta), "kappa": np.asarray(kappa), info.prior_name: x}
+        self._run = dict(
+            stats=stats, prior=prior, shear=tr_obs, wall_time=time.perf_counter() - start
+        )
+        return self
+
+    def get_samples(self) -> dict:
+        if self._samples is None:
+            raise ValueError("call run() first")
+        return self._samples
+
+    def to_inference_data(self, *, truth=None):
+        samples = self.get_samples()
+        prior = self._run["prior"]
+        chains = lambda a: split_into_chains(a, self.num_chains)
+        attrs = {
+            "preset": prior.preset or "custom",
+            "method": self.method,
+            "guidance": self.guidance,
+            "wall_time_s": float(self._run["wall_time"]),
+            "num_draws": int(samples["theta"].shape[0]),
+            **self.settings(),
+        }
+        return to_inference_data(
+            chains(samples["theta"]),
+            chains(samples["kappa"]),
+            param_names=prior.param_names,
+            shear_obs=self._run["shear"],
+            sample_stats={k: chains(v) for k, v in self._run["stats"].items()},
+            attrs=attrs,
+            truth=truth,
+        )
+
+
+def _observation_for_idata(model, info, model_kwargs):
+    """The observed `shear`-shaped site value (C, 2, N, N), if the model has one."""
+    tr = _trace(model, lambda site: site["fn"].offset(), model_kwargs)
+    n_bins, ny, nx = info.prior.map_shape
+    for name in info.observed:
+        value = np.asarray(tr[name]["value"])
+        if value.shape == (n_bins, 2, ny, nx):
+            return value
+    return None
