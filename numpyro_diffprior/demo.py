@@ -35,10 +35,11 @@ FULL = DemoSettings(
     cg_maxiter=4,
     langevin_levels=60,
     langevin_steps_per_level=4,
-    nuts_warmup=300,
-    nuts_samples=300,
+    nuts_warmup=150,
+    nuts_samples=150,
     nuts_chains=2,
     nuts_max_tree_depth=7,
+    nuts_chain_method="sequential",
 )
 QUICK = DemoSettings(
     num_draws=16,
@@ -51,6 +52,7 @@ QUICK = DemoSettings(
     nuts_samples=10,
     nuts_chains=2,
     nuts_max_tree_depth=3,
+    nuts_chain_method="sequential",
 )
 
 
@@ -146,6 +148,7 @@ def run_demo(
         num_samples=s.nuts_samples,
         num_chains=s.nuts_chains,
         max_tree_depth=s.nuts_max_tree_depth,
+        chain_method=s.nuts_chain_method,
         truth=truth,
         progress_bar=progress_bar,
     )
