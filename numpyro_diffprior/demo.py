@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -107,7 +106,7 @@ def run_demo(
         kappa_true=obs["kappa_true"],
     )
     truth = {"theta": obs["theta_true"], "kappa": obs["kappa_true"]}
-    model = functools.partial(shear_model, prior)
+    model = shear_model  # the prior goes in as a model argument: weights stay traced inputs
     idatas = {}
 
     _log(f"diffusion posterior sampler ({s.guidance}, {s.diffusion_steps} steps)")
@@ -120,7 +119,7 @@ def run_demo(
         chunk_size=min(128, s.num_draws),
         progress_bar=progress_bar,
     )
-    sampler.run(key_diff, s.num_draws, shear_obs=obs["shear"])
+    sampler.run(key_diff, s.num_draws, prior=prior, shear_obs=obs["shear"])
     idatas["diffusion"] = sampler.to_inference_data(truth=truth)
     timings["diffusion_s"] = time.perf_counter() - t0
 
@@ -133,7 +132,7 @@ def run_demo(
         chunk_size=min(128, s.num_draws),
         progress_bar=progress_bar,
     )
-    langevin.run(key_lang, s.num_draws, shear_obs=obs["shear"])
+    langevin.run(key_lang, s.num_draws, prior=prior, shear_obs=obs["shear"])
     idatas["langevin"] = langevin.to_inference_data(truth=truth)
     timings["langevin_s"] = time.perf_counter() - t0
 
