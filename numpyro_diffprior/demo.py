@@ -28,11 +28,11 @@ class DemoSettings(dict):
 
 
 FULL = DemoSettings(
-    num_draws=512,
-    diffusion_steps=32,
+    num_draws=256,
+    diffusion_steps=24,
     guidance="mmps",
-    cg_maxiter=4,
-    langevin_levels=60,
+    cg_maxiter=3,
+    langevin_levels=50,
     langevin_steps_per_level=4,
     nuts_warmup=150,
     nuts_samples=150,
