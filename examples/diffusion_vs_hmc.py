@@ -30,7 +30,13 @@ def main(args):
     truth = {"theta": obs["theta_true"], "kappa": obs["kappa_true"]}
 
     sampler = DiffusionPosteriorSampler(
-        shear_model, guidance="mmps", num_steps=args.steps, chunk_size=min(args.num, 128)
+        shear_model,
+        guidance="annealed",
+        sampler="sde",
+        num_steps=args.steps,
+        num_corrector_steps=3,
+        sigma_max=5.0,
+        chunk_size=min(args.num, 128),
     )
     sampler.run(jax.random.key(1), args.num, prior=prior, shear_obs=obs["shear"])
     diffusion = sampler.to_inference_data(truth=truth)
@@ -49,8 +55,13 @@ def main(args):
     for name, idata in (("diffusion", diffusion), ("nuts", nuts)):
         print(name)
         print(az.summary(idata, var_names=["theta"]))
-    report = write_report(args.out, {"diffusion": diffusion, "nuts": nuts}, truth=truth,
-                          preset=prior.preset, reference="nuts")
+    report = write_report(
+        args.out,
+        {"diffusion": diffusion, "nuts": nuts},
+        truth=truth,
+        preset=prior.preset,
+        reference="nuts",
+    )
     print(f"report: {report}")
     return report
 
@@ -58,7 +69,7 @@ def main(args):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--num", type=int, default=256)
-    p.add_argument("--steps", type=int, default=24)
+    p.add_argument("--steps", type=int, default=32)
     p.add_argument("--warmup", type=int, default=150)
     p.add_argument("--samples", type=int, default=150)
     p.add_argument("--max-tree-depth", type=int, default=7)

@@ -40,17 +40,23 @@ def main(args):
     mask = make_mask(npix, args.seed)
     obs = simulate_observation(jax.random.key(args.seed), prior.preset, theta="fiducial", mask=mask)
     sampler = DiffusionPosteriorSampler(
-        shear_model, guidance="mmps", num_steps=args.steps, chunk_size=min(args.num, 128)
+        shear_model,
+        guidance="annealed",
+        sampler="sde",
+        num_steps=args.steps,
+        num_corrector_steps=3,
+        sigma_max=5.0,
+        chunk_size=min(args.num, 128),
     )
-    sampler.run(jax.random.key(args.seed + 1), args.num, prior=prior, shear_obs=obs["shear"],
-                mask=mask)
+    sampler.run(
+        jax.random.key(args.seed + 1), args.num, prior=prior, shear_obs=obs["shear"], mask=mask
+    )
     kappa = sampler.get_samples()["kappa"]
     mean, std = kappa.mean(0), kappa.std(0)
     inside, outside = std[:, ~mask].mean(), std[:, mask].mean()
     print(f"posterior std of kappa: masked {inside:.4g}, observed {outside:.4g}")
     if args.out:
-        plots.plot_kappa_maps({"masked": mean}, {"masked": std}, args.out,
-                              truth=obs["kappa_true"])
+        plots.plot_kappa_maps({"masked": mean}, {"masked": std}, args.out, truth=obs["kappa_true"])
         print(f"wrote {args.out}")
     return {"std_masked": float(inside), "std_observed": float(outside)}
 
@@ -58,7 +64,7 @@ def main(args):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--num", type=int, default=256)
-    p.add_argument("--steps", type=int, default=24)
+    p.add_argument("--steps", type=int, default=32)
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="masked_survey.png")

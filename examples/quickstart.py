@@ -27,7 +27,9 @@ def model(prior, shear_obs=None, noise_std=0.01193):
     theta, kappa = prior.unpack(x)
     numpyro.deterministic("theta", theta)
     numpyro.deterministic("kappa", kappa)
-    numpyro.sample("shear", dist.Normal(kaiser_squires(kappa), noise_std).to_event(4), obs=shear_obs)
+    numpyro.sample(
+        "shear", dist.Normal(kaiser_squires(kappa), noise_std).to_event(4), obs=shear_obs
+    )
 
 
 def main(args):
@@ -38,12 +40,25 @@ def main(args):
     )
     obs = simulate_observation(jax.random.key(args.seed), prior.preset, theta="fiducial")
     sampler = DiffusionPosteriorSampler(
-        model, guidance=args.guidance, num_steps=args.steps, chunk_size=min(args.num, 128)
+        model,
+        guidance=args.guidance,
+        sampler="sde",
+        num_steps=args.steps,
+        num_corrector_steps=3,
+        sigma_max=5.0,
+        chunk_size=min(args.num, 128),
     )
     noise = float(obs["noise_std"][0])
-    sampler.run(jax.random.key(args.seed + 1), args.num, prior=prior, shear_obs=obs["shear"],
-                noise_std=noise)
-    idata = sampler.to_inference_data(truth={"theta": obs["theta_true"], "kappa": obs["kappa_true"]})
+    sampler.run(
+        jax.random.key(args.seed + 1),
+        args.num,
+        prior=prior,
+        shear_obs=obs["shear"],
+        noise_std=noise,
+    )
+    idata = sampler.to_inference_data(
+        truth={"theta": obs["theta_true"], "kappa": obs["kappa_true"]}
+    )
     print(az.summary(idata, var_names=["theta"], kind="stats"))
     print("truth:", dict(zip(prior.param_names, obs["theta_true"].tolist(), strict=True)))
     if args.out:
@@ -54,8 +69,8 @@ def main(args):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--num", type=int, default=256)
-    p.add_argument("--steps", type=int, default=24)
-    p.add_argument("--guidance", default="mmps", choices=["mmps", "annealed", "dps"])
+    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--guidance", default="annealed", choices=["annealed", "mmps", "dps"])
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None)

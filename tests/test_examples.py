@@ -42,8 +42,20 @@ def test_masked_survey_example(tmp_path):
 @pytest.mark.slow
 def test_diffusion_vs_hmc_example(tmp_path):
     ex = load_example("diffusion_vs_hmc")
-    args = ["--num", "8", "--steps", "3", "--warmup", "5", "--samples", "5",
-            "--max-tree-depth", "3", "--out", str(tmp_path / "cmp")]
+    args = [
+        "--num",
+        "8",
+        "--steps",
+        "3",
+        "--warmup",
+        "5",
+        "--samples",
+        "5",
+        "--max-tree-depth",
+        "3",
+        "--out",
+        str(tmp_path / "cmp"),
+    ]
     report = ex.main(ex.parse_args(args))
     assert os.path.isfile(report)
     assert (tmp_path / "cmp" / "theta_contours.png").stat().st_size > 10_000
