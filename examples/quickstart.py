@@ -15,7 +15,7 @@ import jax
 import numpyro
 import numpyro.distributions as dist
 
-from numpyro_diffprior import DiffusionPrior
+from numpyro_diffprior import DiffusionPrior, get_preset
 from numpyro_diffprior.infer import DiffusionPosteriorSampler
 from numpyro_diffprior.observations import simulate_observation
 from numpyro_diffprior.simulator.shear import kaiser_squires
@@ -48,7 +48,7 @@ def main(args):
         sigma_max=5.0,
         chunk_size=min(args.num, 128),
     )
-    noise = float(obs["noise_std"][0])
+    noise = float(get_preset(prior.preset).noise_std()[0])  # 0.01193 per pixel and component
     sampler.run(
         jax.random.key(args.seed + 1),
         args.num,
