@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "baseline",
     "evaluate",
     "calibrate",
+    "export",
     "demo",
 )
 

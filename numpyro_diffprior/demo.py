@@ -27,7 +27,7 @@ class DemoSettings(dict):
 
 
 FULL = DemoSettings(
-    num_draws=256,
+    num_draws=128,
     # Predictor-corrector: reverse SDE + annealed (convolved) likelihood, 3 Langevin corrector
     # steps per level; measured to track NUTS with the shipped network (docs/sampling.md).
     diffusion_guidance="annealed",
@@ -36,10 +36,10 @@ FULL = DemoSettings(
     diffusion_corrector_steps=3,
     diffusion_sigma_max=5.0,
     langevin_sigma_max=1.0,
-    langevin_levels=50,
+    langevin_levels=40,
     langevin_steps_per_level=4,
-    nuts_warmup=150,
-    nuts_samples=150,
+    nuts_warmup=120,
+    nuts_samples=120,
     nuts_chains=2,
     nuts_max_tree_depth=7,
     nuts_chain_method="sequential",

@@ -110,3 +110,17 @@ def test_damaged_or_missing_files_are_errors(saved, tmp_path):
 def test_load_pretrained_absent_is_clear_error():
     with pytest.raises(ValueError, match="no pretrained model for preset 'tiny'"):
         load_pretrained("tiny")
+
+
+def test_export_keeps_ema_weights_only(saved, tmp_path):
+    from numpyro_diffprior.cli import main
+
+    path, state, _, _ = saved
+    out = tmp_path / "shipped"
+    assert main(["export", "--checkpoint", str(path), "--out", str(out), "--note", "test"]) == 0
+    ck = load_checkpoint(out, preset="tiny")
+    assert ck.params is None and ck.config["ema_only"]
+    assert ck.config["extra"]["trained_on"] == "test"
+    _leaves_equal(ck.ema_params, state.ema_params)
+    with pytest.raises(ValueError, match="EMA weights only"):
+        ck.train_state()
