@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +50,24 @@ def _split_kwargs(model_kwargs):
     return dynamic, tuple(sorted(static.items()))
 
 
+DIVERGENCE_THRESHOLD = 8.0  # prior standard deviations
+
+
+def _warn_if_diverged(max_abs_theta_n, method):
+    """Warn when draws land far outside the prior (a diverged sampler, not a posterior)."""
+    frac = float(np.mean(np.asarray(max_abs_theta_n) > DIVERGENCE_THRESHOLD))
+    if frac > 0:
+        warnings.warn(
+            f"{method}: {frac:.0%} of the draws have a parameter more than "
+            f"{DIVERGENCE_THRESHOLD:g} prior standard deviations from the prior mean; the sampler "
+            "has diverged for this prior (see docs/sampling.md for settings that work with the "
+            "shipped network, e.g. guidance='annealed', sampler='sde', num_corrector_steps=3, "
+            "sigma_max=5).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 class _ModelSampler:
     """Shared run/get_samples/to_inference_data machinery for the model-driven samplers."""
 
@@ -81,6 +100,8 @@ class _ModelSampler:
         x = info.prior.from_normalized(x_n)
         log_lik = make_log_likelihood(self.model, info, kwargs)
         stats["data_log_likelihood"] = jax.vmap(log_lik)(x)
+        n_params = info.prior.n_params
+        stats["max_abs_theta_normalized"] = jnp.max(jnp.abs(x_n[:, :n_params]), axis=-1)
         return x, stats
 
     def settings(self) -> dict:
@@ -112,6 +133,7 @@ class _ModelSampler:
         x = np.concatenate(xs)[:num_samples]
         stats = {k: np.concatenate([s[k] for s in stats])[:num_samples] for k in stats[0]}
         prior = info.prior
+        _warn_if_diverged(stats["max_abs_theta_normalized"], self.method)
         theta, kappa = prior.unpack(x)
         tr_obs = _observation_for_idata(self.model, info, model_kwargs)
         self._samples = {"theta": np.asarray(theta), "kappa": np.asarray(kappa), info.prior_name: x}
