@@ -20,7 +20,7 @@ from numpyro_diffprior.infer.inference_data import to_inference_data
 from numpyro_diffprior.observations import broadcast_mask
 from numpyro_diffprior.presets import get_preset
 
-__all__ = ["nuts_baseline", "convergence_summary", "EXTRA_FIELDS"]
+__all__ = ["nuts_baseline", "convergence_summary", "baseline_inference_data", "EXTRA_FIELDS"]
 
 # NumPyro extra field -> sample_stats name (ArviZ conventions).
 EXTRA_FIELDS = {
@@ -144,6 +144,11 @@ def nuts_baseline(
         "ess_min": summary["ess_min"],
         "time_per_effective_sample_s": sampling_time / max(summary["ess_min"], 1e-12),
     }
+    return baseline_inference_data(preset, theta, kappa, shear_obs, stats, attrs, truth, mask)
+
+
+def baseline_inference_data(preset, theta, kappa, shear_obs, stats, attrs, truth, mask):
+    """InferenceData of an MCMC baseline (the mask, if any, is stored with the truth)."""
     truth = dict(truth or {})
     if mask is not None:
         truth["mask"] = broadcast_mask(mask, preset.shear_shape)

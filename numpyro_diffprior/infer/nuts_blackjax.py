@@ -16,9 +16,7 @@ import numpy as np
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 from numpyro.infer.util import initialize_model
 
-from numpyro_diffprior.infer.inference_data import to_inference_data
-from numpyro_diffprior.infer.nuts import convergence_summary
-from numpyro_diffprior.observations import broadcast_mask
+from numpyro_diffprior.infer.nuts import baseline_inference_data, convergence_summary
 from numpyro_diffprior.presets import get_preset
 
 __all__ = ["nuts_blackjax"]
@@ -136,15 +134,4 @@ def nuts_blackjax(
         **summary,
         "time_per_effective_sample_s": sampling / max(summary["ess_min"], 1e-12),
     }
-    truth = dict(truth or {})
-    if mask is not None:
-        truth["mask"] = broadcast_mask(mask, preset.shear_shape)
-    return to_inference_data(
-        theta,
-        kappa,
-        param_names=preset.param_names,
-        shear_obs=shear_obs,
-        sample_stats=stats,
-        attrs=attrs,
-        truth=truth or None,
-    )
+    return baseline_inference_data(preset, theta, kappa, shear_obs, stats, attrs, truth, mask)
