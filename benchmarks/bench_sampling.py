@@ -21,12 +21,10 @@ import platform
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import Predictive
 
 from numpyro_diffprior import oracles
-from numpyro_diffprior.diffusion.normalization import Normalizer
 from numpyro_diffprior.infer import AnnealedLangevinSampler, DiffusionPosteriorSampler, shear_model
 from numpyro_diffprior.prior import DiffusionPrior
 from numpyro_diffprior.simulator.shear import kaiser_squires
@@ -62,15 +60,7 @@ def _observe(prior, seed):
 
 
 def gaussian_case():
-    oracle = oracles.gaussian_joint_oracle(2, MAP_SHAPE)
-    normalizer = Normalizer(jnp.array([0.3, 0.8]), jnp.array([0.1, 0.2]), jnp.array([0.02]))
-    prior = DiffusionPrior(
-        apply_fn=oracles.gaussian_denoise,
-        params=oracle,
-        normalizer=normalizer,
-        n_params=2,
-        map_shape=MAP_SHAPE,
-    )
+    prior, oracle, normalizer = oracles.gaussian_oracle_prior(MAP_SHAPE)
     shear = _observe(prior, 5)
     op = oracles.linear_operator_matrix(kaiser_squires, MAP_SHAPE)
     return prior, shear, oracles.gaussian_posterior(oracle, normalizer, MAP_SHAPE, op, shear, NOISE)

@@ -28,6 +28,7 @@ from scipy import stats
 from numpyro_diffprior.diffusion.normalization import Normalizer
 
 __all__ = [
+    "gaussian_oracle_prior",
     "GaussianOracle",
     "AmplitudeOracle",
     "GaussianPosterior",
@@ -286,3 +287,29 @@ def ks_distance(draws, grid, cdf):
     upper = np.arange(1, n + 1) / n - exact
     lower = exact - np.arange(n) / n
     return float(max(upper.max(), lower.max()))
+
+
+def gaussian_oracle_prior(map_shape, *, n_params=2, seed=0, kappa_std=0.02, **prior_kwargs):
+    """A `DiffusionPrior` whose denoiser is the exact Gaussian-joint oracle (for tests/benchmarks).
+
+    Physical theta has mean (0.3, 0.8)[:n_params] and std (0.1, 0.2)[:n_params]; kappa has per-bin
+    std `kappa_std`. Returns (prior, oracle, normalizer); prior_kwargs go to DiffusionPrior.
+    """
+    from numpyro_diffprior.prior import DiffusionPrior
+
+    oracle = gaussian_joint_oracle(n_params, map_shape, seed=seed)
+    n_bins = map_shape[0]
+    normalizer = Normalizer(
+        jnp.array([0.3, 0.8][:n_params]),
+        jnp.array([0.1, 0.2][:n_params]),
+        jnp.full((n_bins,), kappa_std),
+    )
+    prior = DiffusionPrior(
+        apply_fn=gaussian_denoise,
+        params=oracle,
+        normalizer=normalizer,
+        n_params=n_params,
+        map_shape=map_shape,
+        **prior_kwargs,
+    )
+    return prior, oracle, normalizer

@@ -17,17 +17,11 @@ MAP_SHAPE = (1, 6, 6)
 
 @pytest.fixture(scope="module")
 def setup():
-    oracle = oracles.gaussian_joint_oracle(2, MAP_SHAPE, seed=3)
-    normalizer = Normalizer(jnp.array([0.3, 0.8]), jnp.array([0.1, 0.2]), jnp.array([0.02]))
-    prior = DiffusionPrior(
-        apply_fn=oracles.gaussian_denoise,
-        params=oracle,
-        normalizer=normalizer,
-        n_params=2,
-        map_shape=MAP_SHAPE,
+    return oracles.gaussian_oracle_prior(
+        MAP_SHAPE,
+        seed=3,
         num_steps=6,  # sampling accuracy is tested separately
     )
-    return prior, oracle, normalizer
 
 
 @pytest.mark.parametrize("sampler", ["ode", "sde"])

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from numpyro_diffprior import oracles
-from numpyro_diffprior.diffusion.normalization import Normalizer
 from numpyro_diffprior.prior import DiffusionPrior
 from numpyro_diffprior.simulator.shear import kaiser_squires
 
@@ -15,15 +14,8 @@ NOISE = 0.01  # shear noise per component (kappa_std = 0.02)
 
 
 def make_gaussian_case(mask=None, seed=5):
-    oracle = oracles.gaussian_joint_oracle(2, MAP_SHAPE)
-    normalizer = Normalizer(jnp.array([0.3, 0.8]), jnp.array([0.1, 0.2]), jnp.array([0.02]))
-    prior = DiffusionPrior(
-        apply_fn=oracles.gaussian_denoise,
-        params=oracle,
-        normalizer=normalizer,
-        n_params=2,
-        map_shape=MAP_SHAPE,
-        param_names=("Omega_c", "sigma_8"),
+    prior, oracle, normalizer = oracles.gaussian_oracle_prior(
+        MAP_SHAPE, param_names=("Omega_c", "sigma_8")
     )
     truth = prior.sample(jax.random.PRNGKey(seed))
     kappa = prior.unpack(truth)[1]
