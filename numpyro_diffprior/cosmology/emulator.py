@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_diffprior.cosmology.params import FIDUCIAL, full_parameters
+from numpyro_diffprior.cosmology.params import FIDUCIAL, PARAMETER_NAMES, full_parameters
 from numpyro_diffprior.presets import Preset, get_preset
 
 __all__ = [
@@ -77,6 +77,14 @@ class ClEmulator:
     def preset(self) -> Preset:
         return Preset.from_json(self.preset_json)
 
+    def log_cl_pairs(self, theta):
+        """log C_l of the upper-triangle bin pairs (numpy triu order), (C(C+1)/2, L)."""
+        return _interpolate(self, theta, self.log_cl)
+
+    def shift(self, theta):
+        """Log-normal shifts lambda_i(theta), (C,)."""
+        return jnp.exp(_interpolate(self, theta, self.log_shift))
+
 
 def spline_basis(knots) -> np.ndarray:
     """Not-a-knot cubic-spline basis on `knots` (n,): coefficients (4, n - 1, n).
@@ -117,25 +125,26 @@ def _interpolate(emulator: ClEmulator, theta, table):
     return out
 
 
-def emulate_cl(emulator: ClEmulator, theta):
+def emulate_cl(emulator, theta):
     """C_l^{ij}(theta), shape (C, C, L), symmetric; theta (P,) in `emulator.param_names` order.
 
+    `emulator` is a `ClEmulator` (2-parameter table) or a `FittedEmulator` (6 parameters).
     Inside `emulator.bounds` only: outside, the edge cubics are extrapolated (meaningless), so
     check eager inputs with `check_in_range`.
     """
-    cl_pairs = jnp.exp(_interpolate(emulator, theta, emulator.log_cl))
+    cl_pairs = jnp.exp(emulator.log_cl_pairs(theta))
     c = emulator.n_bins
     rows, cols = np.triu_indices(c)
     out = jnp.zeros((c, c, cl_pairs.shape[-1]), cl_pairs.dtype)
     return out.at[rows, cols].set(cl_pairs).at[cols, rows].set(cl_pairs)
 
 
-def emulate_shift(emulator: ClEmulator, theta):
+def emulate_shift(emulator, theta):
     """Log-normal shifts lambda_i(theta) (`shifts.lognormal_shift`), shape (C,), positive."""
-    return jnp.exp(_interpolate(emulator, theta, emulator.log_shift))
+    return emulator.shift(theta)
 
 
-def check_in_range(emulator: ClEmulator, theta) -> None:
+def check_in_range(emulator, theta) -> None:
     """Raise ValueError naming the first parameter of theta (..., P) outside its table range.
 
     Eager only (reads concrete values). NaN is out of range.
@@ -196,6 +205,9 @@ def build_emulator(
 ) -> ClEmulator:
     """Tabulate jax-cosmo on a (num_omega_c x num_sigma_8) grid of a 2-parameter preset.
 
+    For a preset sampling all six parameters this builds the `FittedEmulator` instead
+    (`emulator_fit.build_fitted_emulator` with its defaults, ~25 min on 2 cores).
+
     Knots are log-uniform in Omega_c (dense at small Omega_c, where the Eisenstein-Hu + Halofit
     spectrum changes fastest) and in sigma_8; the spline coordinates are log(Omega_c + Omega_b)
     and log sigma_8. Below Omega_c ~ 0.02 (baryon-dominated matter) jax-cosmo's C_l vary too
@@ -204,9 +216,13 @@ def build_emulator(
     from numpyro_diffprior.cosmology.spectra import ell_grid
 
     preset = get_preset(preset)
+    if preset.param_names == PARAMETER_NAMES:
+        from numpyro_diffprior.cosmology.emulator_fit import build_fitted_emulator
+
+        return build_fitted_emulator(preset, num_ell=num_ell, progress=progress)
     if preset.param_names != ("Omega_c", "sigma_8"):
         raise NotImplementedError(
-            f"build_emulator supports the 2-parameter presets (Omega_c, sigma_8); preset "
+            f"build_emulator supports (Omega_c, sigma_8) and all six parameters; preset "
             f"{preset.name!r} samples {list(preset.param_names)}"
         )
     lo, hi = omega_c_range
@@ -236,28 +252,40 @@ def build_emulator(
     return _from_arrays(data)
 
 
-def save_emulator(emulator: ClEmulator, path) -> pathlib.Path:
-    """Write the emulator to a compressed .npz (the preset JSON is stored with it)."""
+def save_emulator(emulator, path) -> pathlib.Path:
+    """Write the emulator (either kind) atomically to a compressed .npz with its preset JSON."""
+    import os
+
+    from numpyro_diffprior.cosmology.fitted_emulator import FittedEmulator, fitted_to_arrays
+
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"knots_{p}": np.asarray(k) for p, k in enumerate(emulator.knots)}
-    meta = {"format_version": FORMAT_VERSION, "param_names": list(emulator.param_names)}
-    np.savez_compressed(
-        path,
-        ell=np.asarray(emulator.ell),
-        bounds=np.asarray(emulator.bounds),
-        offsets=np.asarray(emulator.offsets),
-        log_cl=np.asarray(emulator.log_cl, dtype=np.float32),
-        log_shift=np.asarray(emulator.log_shift, dtype=np.float32),
-        preset_json=np.array(emulator.preset_json),
-        meta_json=np.array(json.dumps(meta)),
-        **arrays,
-    )
+    if isinstance(emulator, FittedEmulator):
+        arrays = fitted_to_arrays(emulator)
+    else:
+        meta = {"format_version": FORMAT_VERSION, "param_names": list(emulator.param_names)}
+        arrays = {f"knots_{p}": np.asarray(k) for p, k in enumerate(emulator.knots)}
+        arrays.update(
+            ell=np.asarray(emulator.ell),
+            bounds=np.asarray(emulator.bounds),
+            offsets=np.asarray(emulator.offsets),
+            log_cl=np.asarray(emulator.log_cl, dtype=np.float32),
+            log_shift=np.asarray(emulator.log_shift, dtype=np.float32),
+            preset_json=np.array(emulator.preset_json),
+            meta_json=np.array(json.dumps(meta)),
+        )
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
     return path
 
 
-def _from_arrays(data) -> ClEmulator:
+def _from_arrays(data):
     meta = json.loads(str(data["meta_json"]))
+    if meta.get("kind") is not None:
+        from numpyro_diffprior.cosmology.fitted_emulator import fitted_from_arrays
+
+        return fitted_from_arrays(data)
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"unsupported emulator format {meta.get('format_version')}")
     names = tuple(meta["param_names"])
@@ -304,27 +332,25 @@ def default_cache_dir() -> pathlib.Path:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_by_name(name: str) -> ClEmulator:
+def _load_by_name(name: str):
     from importlib import resources
 
     resource = resources.files("numpyro_diffprior") / "data" / f"emulator_{name}.npz"
     if resource.is_file():
         with resources.as_file(resource) as path:
             return load_emulator_file(path, preset=name)
-    if get_preset(name).n_params > 2:
-        raise NotImplementedError(
-            f"no emulator for preset {name!r}: the 6-parameter emulator (lsst-y10-jade) is not "
-            "implemented yet; only the 2-parameter presets (Omega_c, sigma_8) ship a table"
-        )
+    cached = default_cache_dir() / f"emulator_{name}.npz"
+    if cached.is_file():
+        return load_emulator_file(cached, preset=name)
     raise FileNotFoundError(
-        f"no shipped emulator table for preset {name!r}; build one with "
-        f"`numpyro-diffprior build-emulator --preset {name} --out FILE` and load it with "
-        "load_emulator_file(FILE)"
+        f"no emulator for preset {name!r} in the package or in {cached}; build one with "
+        f"`numpyro-diffprior build-emulator --preset {name}` (written to that cache path)"
     )
 
 
-def load_emulator(preset=None) -> ClEmulator:
-    """The emulator of a named preset (package data), cached per preset name."""
+def load_emulator(preset=None):
+    """The emulator of a named preset, cached per preset name: the package's table, else one
+    built by `numpyro-diffprior build-emulator` into `default_cache_dir()`."""
     preset = get_preset(preset)
     emulator = _load_by_name(preset.name)
     if Preset.from_json(emulator.preset_json) != preset:

@@ -144,10 +144,15 @@ def test_build_emulator_command_small_grid(tmp_path):
     e = emu.load_emulator_file(out, preset="tiny")
     assert e.log_cl.shape == (4, 4, 3, 8)
     assert np.all(np.isfinite(np.asarray(emu.emulate_cl(e, jnp.asarray(FID2)))))
-    with pytest.raises(NotImplementedError, match="2-parameter"):
-        emu.build_emulator("lsst-y10-jade")
 
 
-def test_six_parameter_emulator_not_available_says_so():
-    with pytest.raises(NotImplementedError, match="lsst-y10-jade"):
-        emu.load_emulator("lsst-y10-jade")
+def test_preset_without_emulator_says_how_to_build_one(monkeypatch, tmp_path):
+    import dataclasses
+
+    from numpyro_diffprior import presets
+
+    odd = dataclasses.replace(presets.get_preset("tiny"), name="odd")
+    monkeypatch.setitem(presets.PRESETS, "odd", odd)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="build-emulator --preset odd"):
+        emu.load_emulator("odd")

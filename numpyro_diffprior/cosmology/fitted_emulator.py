@@ -1,0 +1,268 @@
+"""A fitted emulator of C_l^{ij}(theta) for presets that sample all six wCDM parameters.
+
+A 6-D table is out of reach (jax-cosmo costs ~0.25 s per theta), so for `lsst-y10-jade`
+
+    log C_l^{ij}(theta) = B(Omega_c, sigma_8) + sum_p A_p(Omega_c, sigma_8, theta_p) + R(theta),
+
+a cut-HDMR (ANOVA) expansion around fiducial (Rabitz & Alis 1999): B is a not-a-knot spline
+table of jax-cosmo over (Omega_c, sigma_8) with the other four parameters at fiducial, A_p the
+first-order effect of p in (Omega_b, h, n_s, w_0) alone, tabulated on (Omega_c, sigma_8,
+theta_p) grids; the interactions R are fitted by a small MLP (tanh, with a linear skip path)
+from box-scaled coordinates to the leading principal components of R — CosmoPower's recipe
+(Spurio Mancini et al. 2022) applied to a residual of log C_l. The design is drawn from the
+prior widened 1.5x, with extra points at small Omega_c where the spectra change fastest.
+The log-normal shifts need no emulation: `shifts.lognormal_shift` is cheap and exact.
+Pure jnp: jit/vmap/grad-able in theta. Accuracy: docs/cosmology.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from numpyro_diffprior.cosmology.params import FIDUCIAL
+
+__all__ = [
+    "BOX_6",
+    "FittedEmulator",
+    "box_features",
+    "base_log_cl",
+    "residual_log_cl",
+    "mlp",
+    "fitted_to_arrays",
+    "fitted_from_arrays",
+]
+
+KIND = "fitted-mlp"
+FORMAT_VERSION = 1
+# Box: the prior's +-4 sigma for the Gaussian parameters, the whole support of w_0, and Omega_c
+# in [0.02, 1.0] like the 2-parameter tables (jax-cosmo is erratic below; docs/cosmology.md).
+BOX_6 = {
+    "Omega_c": (0.02, 1.0),
+    "Omega_b": (0.0252, 0.0732),
+    "sigma_8": (0.271, 1.391),
+    "h": (0.4207, 0.9247),
+    "n_s": (0.6445, 1.2845),
+    "w_0": (-2.0, -0.3),
+}
+_BASE_OFFSET = FIDUCIAL["Omega_b"]  # base spline coordinate: log(Omega_c + Omega_b,fid)
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=[
+        "ell", "bounds", "base_knots", "base_basis", "base_log_cl",
+        "anova_knots", "anova_basis", "anova_log_cl", "layers", "pca_mean", "pca_basis",
+        "feature_lo", "feature_hi",
+    ],
+    meta_fields=["param_names", "preset_json"],
+)  # fmt: skip
+@dataclasses.dataclass(frozen=True)
+class FittedEmulator:
+    """Spline base + MLP residual emulator (a pytree; `param_names`, `preset_json` static).
+
+    ell (L,); bounds (6, 2); base_knots / base_basis: the (Omega_c, sigma_8) spline (see
+    `emulator.spline_basis`); base_log_cl (n_c, n_s, C(C+1)/2, L) at fiducial; anova_knots /
+    anova_basis: 6 axes (spline coordinates `spline_coords` of Omega_c, Omega_b, sigma_8, h,
+    n_s, w_0); anova_log_cl (4, m_c, m_s, m_p, C(C+1)/2, L): the first-order effect of each of
+    Omega_b, h, n_s, w_0 on its own (log C_l minus its value at fiducial) on an
+    (Omega_c, sigma_8, theta_p) grid; layers: ((W, b), ...) of the
+    MLP (tanh hidden layers, linear output, linear skip); the MLP output y gives
+    R = pca_mean + y @ pca_basis; feature_lo / feature_hi (10,) scale the inputs to [-1, 1].
+    """
+
+    ell: jax.Array
+    bounds: jax.Array
+    base_knots: tuple
+    base_basis: tuple
+    base_log_cl: jax.Array
+    anova_knots: tuple
+    anova_basis: tuple
+    anova_log_cl: jax.Array
+    layers: tuple
+    pca_mean: jax.Array
+    pca_basis: jax.Array
+    feature_lo: jax.Array
+    feature_hi: jax.Array
+    param_names: tuple[str, ...]
+    preset_json: str
+
+    @property
+    def n_bins(self) -> int:
+        return int(round((np.sqrt(8 * self.base_log_cl.shape[-2] + 1) - 1) / 2))
+
+    @property
+    def preset(self):
+        from numpyro_diffprior.presets import Preset
+
+        return Preset.from_json(self.preset_json)
+
+    def log_cl_pairs(self, theta):
+        """log C_l of the upper-triangle bin pairs (numpy triu order), (C(C+1)/2, L)."""
+        theta = _check_theta(theta, self.param_names)
+        return base_log_cl(self, theta) + residual_log_cl(self, theta)
+
+    def shift(self, theta):
+        """Log-normal shifts lambda_i(theta), computed exactly (`shifts.lognormal_shift`)."""
+        from numpyro_diffprior.cosmology.shifts import lognormal_shift
+
+        theta = _check_theta(theta, self.param_names)
+        return lognormal_shift(theta, self.preset.survey)
+
+
+def _check_theta(theta, names):
+    theta = jnp.asarray(theta)
+    theta = theta.astype(jnp.result_type(theta.dtype, jnp.float32))
+    if theta.shape != (len(names),):
+        raise ValueError(
+            f"theta must have shape ({len(names)},) for parameters {list(names)}, got {theta.shape}"
+        )
+    return theta
+
+
+def _raw_features(theta, xp):
+    omega_m = theta[..., 0] + theta[..., 1]
+    base = xp.log(theta[..., 0] + _BASE_OFFSET)  # the base spline's coordinate
+    h2 = theta[..., 3] ** 2
+    cols = [xp.log(omega_m), xp.log(theta[..., 2]), xp.log(theta[..., 1]), base]
+    cols += [theta[..., 1] / omega_m, xp.log(omega_m * h2), xp.log(theta[..., 1] * h2)]
+    return xp.stack(cols + [theta[..., 3], theta[..., 4], theta[..., 5]], axis=-1)
+
+
+def box_features(theta, feature_lo, feature_hi):
+    """MLP inputs (..., 10) in [-1, 1] on the box (jnp): log Omega_m, log sigma_8, log Omega_b,
+    log(Omega_c + Omega_b,fid), Omega_b / Omega_m, log Omega_m h^2, log Omega_b h^2, h, n_s,
+    w_0 (redundant on purpose: the baryon fraction and physical densities set the
+    Eisenstein-Hu transfer function)."""
+    raw = _raw_features(jnp.asarray(theta), jnp)
+    lo, hi = jnp.asarray(feature_lo, raw.dtype), jnp.asarray(feature_hi, raw.dtype)
+    return 2.0 * (raw - lo) / (hi - lo) - 1.0
+
+
+def _feature_range(bounds):
+    bounds = np.asarray(bounds, np.float64)
+    return _raw_features(bounds[:, 0], np), _raw_features(bounds[:, 1], np)
+
+
+NUISANCE = (1, 3, 4, 5)  # Omega_b, h, n_s, w_0: the parameters of the first-order tables
+
+
+def spline_coords(theta, xp=jnp):
+    """Spline coordinates (..., 6): log(Omega_c + Omega_b,fid), log Omega_b, log sigma_8, h, n_s,
+    w_0."""
+    t = theta
+    cols = [xp.log(t[..., 0] + _BASE_OFFSET), xp.log(t[..., 1]), xp.log(t[..., 2])]
+    return xp.stack(cols + [t[..., 3], t[..., 4], t[..., 5]], axis=-1)
+
+
+def _spline(knots, basis, coords, table):
+    from numpyro_diffprior.cosmology.emulator import _spline_weights
+
+    out = table
+    for k, b, x in zip(knots, basis, coords, strict=True):
+        out = jnp.tensordot(_spline_weights(k, b, x).astype(out.dtype), out, (0, 0))
+    return out
+
+
+def base_log_cl(emulator: FittedEmulator, theta):
+    """The spline part of log C_l pairs, (C(C+1)/2, L): the (Omega_c, sigma_8) table at
+    fiducial plus the first-order effect of each other parameter (a cut-HDMR / ANOVA expansion
+    around fiducial, Rabitz & Alis 1999)."""
+    c = spline_coords(theta)
+    k, b = emulator.anova_knots, emulator.anova_basis
+    out = _spline(emulator.base_knots, emulator.base_basis, (c[0], c[2]),
+                  emulator.base_log_cl.astype(theta.dtype))  # fmt: skip
+    for i, q in enumerate(NUISANCE):
+        table = emulator.anova_log_cl[i].astype(theta.dtype)
+        out = out + _spline((k[0], k[2], k[q]), (b[0], b[2], b[q]), (c[0], c[2], c[q]), table)
+    return out
+
+
+def mlp(layers, x):
+    """tanh MLP with a linear output layer and a linear skip connection from the input.
+
+    layers: ((W_1, b_1), ..., (W_out, b_out), (S, s)) with S (d_in, d_out): the skip path
+    x @ S + s carries the near-linear part of the response (and extrapolates sanely).
+    """
+    (s_w, s_b), h = layers[-1], x
+    for w, b in layers[:-2]:
+        h = jnp.tanh(h @ w + b)
+    w, b = layers[-2]
+    return h @ w + b + x @ s_w + s_b
+
+
+def residual_log_cl(emulator: FittedEmulator, theta):
+    """The fitted residual R of log C_l pairs, (C(C+1)/2, L)."""
+    x = box_features(theta, emulator.feature_lo, emulator.feature_hi)
+    y = emulator.pca_mean + mlp(emulator.layers, x) @ emulator.pca_basis
+    return y.reshape(emulator.base_log_cl.shape[-2:])
+
+
+def fitted_to_arrays(emulator: FittedEmulator) -> dict:
+    """Flat numpy arrays for `np.savez` (float32 weights; JSON metadata)."""
+    meta = {
+        "kind": KIND,
+        "format_version": FORMAT_VERSION,
+        "param_names": list(emulator.param_names),
+        "num_layers": len(emulator.layers),
+    }
+    arrays = {
+        "ell": np.asarray(emulator.ell),
+        "bounds": np.asarray(emulator.bounds),
+        "base_knots_0": np.asarray(emulator.base_knots[0]),
+        "base_knots_1": np.asarray(emulator.base_knots[1]),
+        "base_log_cl": np.asarray(emulator.base_log_cl, np.float32),
+        "anova_log_cl": np.asarray(emulator.anova_log_cl, np.float32),
+        "pca_mean": np.asarray(emulator.pca_mean, np.float32),
+        "pca_basis": np.asarray(emulator.pca_basis, np.float32),
+        "feature_lo": np.asarray(emulator.feature_lo),
+        "feature_hi": np.asarray(emulator.feature_hi),
+        "preset_json": np.array(emulator.preset_json),
+        "meta_json": np.array(json.dumps(meta)),
+    }
+    for i, k in enumerate(emulator.anova_knots):
+        arrays[f"anova_knots_{i}"] = np.asarray(k)
+    for i, (w, b) in enumerate(emulator.layers):
+        arrays[f"layer_{i}_w"] = np.asarray(w, np.float32)
+        arrays[f"layer_{i}_b"] = np.asarray(b, np.float32)
+    return arrays
+
+
+def fitted_from_arrays(data) -> FittedEmulator:
+    """Inverse of `fitted_to_arrays` (a mapping of arrays, e.g. an open `np.load`)."""
+    from numpyro_diffprior.cosmology.emulator import spline_basis
+
+    meta = json.loads(str(data["meta_json"]))
+    if meta.get("kind") != KIND or meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"not a {KIND} emulator of format {FORMAT_VERSION}: {meta.get('kind')!r} "
+            f"format {meta.get('format_version')}"
+        )
+    f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+    knots = tuple(np.asarray(data[f"base_knots_{p}"], np.float64) for p in range(2))
+    anova = tuple(np.asarray(data[f"anova_knots_{p}"], np.float64) for p in range(6))
+    layers = tuple(
+        (f32(data[f"layer_{i}_w"]), f32(data[f"layer_{i}_b"])) for i in range(meta["num_layers"])
+    )
+    return FittedEmulator(
+        ell=f32(data["ell"]),
+        bounds=f32(data["bounds"]),
+        base_knots=tuple(f32(k) for k in knots),
+        base_basis=tuple(f32(spline_basis(k)) for k in knots),
+        base_log_cl=f32(data["base_log_cl"]),
+        anova_knots=tuple(f32(k) for k in anova),
+        anova_basis=tuple(f32(spline_basis(k)) for k in anova),
+        anova_log_cl=f32(data["anova_log_cl"]),
+        layers=layers,
+        pca_mean=f32(data["pca_mean"]),
+        pca_basis=f32(data["pca_basis"]),
+        feature_lo=f32(data["feature_lo"]),
+        feature_hi=f32(data["feature_hi"]),
+        param_names=tuple(meta["param_names"]),
+        preset_json=str(data["preset_json"]),
+    )
