@@ -1,8 +1,9 @@
 """Benchmark: C_l emulator vs jax-cosmo, time per theta and per gradient (compile included).
 
 Usage: python benchmarks/bench_cosmology.py [--preset NAME] [--grad-timeout SECONDS]
-Writes benchmarks/results/cosmology.md. The jax-cosmo gradient is compiled in a subprocess
-with a time limit (it takes minutes); a timeout is recorded as such.
+Writes benchmarks/results/cosmology.md (cosmology_<preset>.md for other presets). The
+jax-cosmo gradient is compiled in a subprocess with a time limit (it takes minutes); a timeout
+is recorded as such.
 """
 
 from __future__ import annotations
@@ -116,8 +117,13 @@ def main(argv=None):
     ]
     for k, v in rows.items():
         lines.append(f"| {k} | {v:.3g} |" if isinstance(v, float) else f"| {k} | {v} |")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
+    out = (
+        RESULTS
+        if preset.name == "lsst-y10-coarse"
+        else RESULTS.with_stem(f"cosmology_{preset.name}")
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(json.dumps({k: str(v) for k, v in rows.items()}))
 
