@@ -30,6 +30,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     six.add_argument("--num-points", type=int, default=5000, help="jax-cosmo design points")
     six.add_argument("--shard-size", type=int, default=2500, help="design points per shard")
     six.add_argument("--seed", type=int, default=1, help="design seed of the first shard")
+    six.add_argument(
+        "--num-low-points", type=int, default=None, help="extra design points at small Omega_c"
+    )
     six.add_argument("--steps", type=int, default=None, help="MLP fit steps")
     six.add_argument("--cache-dir", default=None, help="keep tabulated shards here (resume)")
     six.add_argument(
@@ -61,6 +64,8 @@ def run(args) -> int:
         if args.shard is not None and args.cache_dir is None:
             raise SystemExit("--shard needs --cache-dir (where the shard is kept)")
         fit_kwargs = {} if args.steps is None else {"steps": args.steps}
+        if args.num_low_points is not None:
+            fit_kwargs["num_low_points"] = args.num_low_points
         table = build_fitted_emulator(
             preset,
             num_points=args.num_points,
