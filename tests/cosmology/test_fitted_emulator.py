@@ -213,3 +213,16 @@ def test_jade_preset_simulates_maps(jade):
     shift = np.asarray(jax.vmap(jade.shift)(theta))
     assert np.all(np.asarray(kappa) >= -shift[:, :, None, None] - 1e-6)
     assert len(np.unique(np.asarray(theta)[:, 2])) == 2  # a distinct theta per map
+
+
+def test_build_recipe_rejects_bad_requests(tmp_path):
+    from numpyro_diffprior.cli import main
+
+    with pytest.raises(ValueError, match="all six parameters"):
+        ef.build_fitted_emulator("lsst-y10-coarse", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="only_shard must be one of"):
+        ef.build_fitted_emulator(JADE, cache_dir=tmp_path, only_shard="nope")
+    with pytest.raises(ValueError, match="multiples"):
+        ef.build_fitted_emulator(JADE, cache_dir=tmp_path, num_points=1000, shard_size=300)
+    with pytest.raises(SystemExit, match="--cache-dir"):
+        main(["build-emulator", "--preset", "lsst-y10-jade", "--shard", "0"])
