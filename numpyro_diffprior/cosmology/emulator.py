@@ -109,20 +109,30 @@ def _spline_weights(knots, basis, x):
     return ((c[0] * dx + c[1]) * dx + c[2]) * dx + c[3]
 
 
-def _interpolate(emulator: ClEmulator, theta, table):
+def check_theta_shape(theta, names):
+    """theta as a float (>= float32) array of shape (len(names),), else a ValueError."""
     theta = jnp.asarray(theta)
     theta = theta.astype(jnp.result_type(theta.dtype, jnp.float32))
-    if theta.shape != (len(emulator.param_names),):
+    if theta.shape != (len(names),):
         raise ValueError(
-            f"theta must have shape ({len(emulator.param_names)},) for parameters "
-            f"{list(emulator.param_names)}, got {theta.shape}"
+            f"theta must have shape ({len(names)},) for parameters {list(names)}, got {theta.shape}"
         )
-    coords = jnp.log(theta + emulator.offsets.astype(theta.dtype))
-    out = table.astype(theta.dtype)
-    for p in range(theta.shape[0]):
-        w = _spline_weights(emulator.knots[p], emulator.basis[p], coords[p])
-        out = jnp.tensordot(w.astype(theta.dtype), out, axes=(0, 0))
+    return theta
+
+
+def spline_interpolate(knots, basis, coords, table):
+    """Tensor-product spline of `table` (n_1, ..., n_P, ...) at coords (P,): one contraction
+    per axis with `_spline_weights`."""
+    out = table
+    for k, b, x in zip(knots, basis, coords, strict=True):
+        out = jnp.tensordot(_spline_weights(k, b, x).astype(out.dtype), out, axes=(0, 0))
     return out
+
+
+def _interpolate(emulator: ClEmulator, theta, table):
+    theta = check_theta_shape(theta, emulator.param_names)
+    coords = jnp.log(theta + emulator.offsets.astype(theta.dtype))
+    return spline_interpolate(emulator.knots, emulator.basis, coords, table.astype(theta.dtype))
 
 
 def emulate_cl(emulator, theta):
@@ -168,29 +178,27 @@ def check_in_range(emulator, theta) -> None:
 
 def _tabulate(preset: Preset, nodes, ell, progress: bool = True):
     """jax-cosmo log C_l pairs (n_1, .., n_P, C(C+1)/2, L) and log shifts on the node grid."""
-    from tqdm.auto import tqdm
-
+    from numpyro_diffprior.cosmology.emulator_fit import tabulate_design
     from numpyro_diffprior.cosmology.shifts import lognormal_shift
-    from numpyro_diffprior.cosmology.spectra import angular_cl_reference
 
-    survey = preset.survey
-    rows, cols = np.triu_indices(preset.n_bins)
     shape = tuple(len(n) for n in nodes)
-    log_cl = np.empty(shape + (rows.size, len(ell)))
-    log_shift = np.empty(shape + (preset.n_bins,))
+    grid = np.stack(np.meshgrid(*nodes, indexing="ij"), axis=-1).reshape(-1, len(nodes))
+    theta_full = np.asarray(full_parameters(grid, preset.param_names))
+    log_cl = tabulate_design(preset, theta_full, ell, progress=progress)
     with jax.enable_x64(True):
-        cl_fn = jax.jit(lambda t: angular_cl_reference(t, survey, ell))
-        shift_fn = jax.jit(lambda t: lognormal_shift(t, survey))
-        grid = list(np.ndindex(*shape))
-        for idx in tqdm(grid, desc=f"jax-cosmo C_l ({preset.name})", disable=not progress):
-            theta = np.array([n[i] for n, i in zip(nodes, idx, strict=True)])
-            theta_full = np.asarray(full_parameters(theta, preset.param_names))
-            cl = np.asarray(cl_fn(theta_full))
-            if not np.all(np.isfinite(cl)) or np.any(cl[rows, cols] <= 0):
-                raise ValueError(f"jax-cosmo returned non-positive C_l at theta={theta}")
-            log_cl[idx] = np.log(cl[rows, cols])
-            log_shift[idx] = np.log(np.asarray(shift_fn(theta_full)))
-    return log_cl, log_shift
+        shift_fn = jax.jit(jax.vmap(lambda t: lognormal_shift(t, preset.survey)))
+        log_shift = np.log(np.asarray(shift_fn(theta_full)))
+    return log_cl.reshape(shape + log_cl.shape[1:]), log_shift.reshape(shape + (-1,))
+
+
+def atomic_savez(path, compressed: bool = False, **arrays) -> None:
+    """np.savez(_compressed) to a temporary sibling, then `os.replace` onto `path`."""
+    import os
+
+    path = pathlib.Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
+    os.replace(tmp, path)
 
 
 def build_emulator(
@@ -254,8 +262,6 @@ def build_emulator(
 
 def save_emulator(emulator, path) -> pathlib.Path:
     """Write the emulator (either kind) atomically to a compressed .npz with its preset JSON."""
-    import os
-
     from numpyro_diffprior.cosmology.fitted_emulator import FittedEmulator, fitted_to_arrays
 
     path = pathlib.Path(path)
@@ -274,9 +280,7 @@ def save_emulator(emulator, path) -> pathlib.Path:
             preset_json=np.array(emulator.preset_json),
             meta_json=np.array(json.dumps(meta)),
         )
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    atomic_savez(path, compressed=True, **arrays)
     return path
 
 

@@ -9,16 +9,16 @@ fit of the MLP to the residual. ~0.25 s of jax-cosmo per point on a 2-core CPU.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from numpyro_diffprior.cosmology.emulator import atomic_savez as _atomic_savez
 from numpyro_diffprior.cosmology.fitted_emulator import (
     _BASE_OFFSET,
-    BOX_6,
+    BOX_6_BOUNDS,
     NUISANCE,
     FittedEmulator,
     _feature_range,
@@ -80,12 +80,6 @@ def design_points(num: int, bounds, seed: int = 0, widen: float = 1.5) -> np.nda
         q = rng.uniform(c_lo, c_hi, num)
         out[:, p] = np.clip(np.asarray(d.icdf(q), np.float64), *bounds[p])
     return out
-
-
-def _atomic_savez(path: pathlib.Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 def tabulate_design(preset, theta, ell, cache=None, progress: bool = True, chunk: int = 50):
@@ -259,7 +253,7 @@ def base_grid(bounds=None, *, num_omega_c=18, num_sigma_8=13, anova_omega_c=10,
     """Default nodes: log-spaced Omega_c and sigma_8, and for each nuisance parameter
     `anova_param` nodes through its fiducial value, evenly spaced on either side (in log for
     Omega_b)."""
-    bounds = np.array([BOX_6[p] for p in PARAMETER_NAMES]) if bounds is None else bounds
+    bounds = BOX_6_BOUNDS if bounds is None else bounds
     bounds = np.asarray(bounds, np.float64)
     anova = [np.geomspace(*bounds[0], anova_omega_c), None, np.geomspace(*bounds[2], anova_sigma_8)]
     anova += [None] * 3
@@ -285,7 +279,7 @@ def fit_emulator(
     `ell`, and the base tables `grid.assemble(...)` of jax-cosmo on `grid.design()`."""
     from numpyro_diffprior.cosmology.emulator import spline_basis
 
-    bounds = np.array([BOX_6[p] for p in PARAMETER_NAMES]) if bounds is None else bounds
+    bounds = BOX_6_BOUNDS if bounds is None else bounds
     bounds = np.asarray(bounds, np.float64)
     base_table, anova_table = base_tables
     base_knots = (np.log(grid.omega_c + _BASE_OFFSET), np.log(grid.sigma_8))
@@ -377,7 +371,7 @@ def build_fitted_emulator(
         )
     if num_points % shard_size or num_low_points % low_shard_size:
         raise ValueError("num_points / num_low_points must be multiples of their shard sizes")
-    bounds = np.array([BOX_6[p] for p in PARAMETER_NAMES])
+    bounds = BOX_6_BOUNDS
     shards = _shards(preset, num_points, shard_size, seed, num_low_points, low_shard_size, bounds)
     names = ["base"] + [name for name, _, _ in shards]
     if only_shard is not None and str(only_shard) not in names:

@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_diffprior.cosmology.params import FIDUCIAL
+from numpyro_diffprior.cosmology.emulator import check_theta_shape, spline_interpolate
+from numpyro_diffprior.cosmology.params import FIDUCIAL, PARAMETER_NAMES
 
 __all__ = [
     "BOX_6",
@@ -50,6 +51,7 @@ BOX_6 = {
     "n_s": (0.6445, 1.2845),
     "w_0": (-2.0, -0.3),
 }
+BOX_6_BOUNDS = np.array([BOX_6[p] for p in PARAMETER_NAMES])  # (6, 2) in PARAMETER_NAMES order
 _BASE_OFFSET = FIDUCIAL["Omega_b"]  # base spline coordinate: log(Omega_c + Omega_b,fid)
 
 
@@ -104,25 +106,15 @@ class FittedEmulator:
 
     def log_cl_pairs(self, theta):
         """log C_l of the upper-triangle bin pairs (numpy triu order), (C(C+1)/2, L)."""
-        theta = _check_theta(theta, self.param_names)
+        theta = check_theta_shape(theta, self.param_names)
         return base_log_cl(self, theta) + residual_log_cl(self, theta)
 
     def shift(self, theta):
         """Log-normal shifts lambda_i(theta), computed exactly (`shifts.lognormal_shift`)."""
         from numpyro_diffprior.cosmology.shifts import lognormal_shift
 
-        theta = _check_theta(theta, self.param_names)
+        theta = check_theta_shape(theta, self.param_names)
         return lognormal_shift(theta, self.preset.survey)
-
-
-def _check_theta(theta, names):
-    theta = jnp.asarray(theta)
-    theta = theta.astype(jnp.result_type(theta.dtype, jnp.float32))
-    if theta.shape != (len(names),):
-        raise ValueError(
-            f"theta must have shape ({len(names)},) for parameters {list(names)}, got {theta.shape}"
-        )
-    return theta
 
 
 def _raw_features(theta, xp):
@@ -160,26 +152,19 @@ def spline_coords(theta, xp=jnp):
     return xp.stack(cols + [t[..., 3], t[..., 4], t[..., 5]], axis=-1)
 
 
-def _spline(knots, basis, coords, table):
-    from numpyro_diffprior.cosmology.emulator import _spline_weights
-
-    out = table
-    for k, b, x in zip(knots, basis, coords, strict=True):
-        out = jnp.tensordot(_spline_weights(k, b, x).astype(out.dtype), out, (0, 0))
-    return out
-
-
 def base_log_cl(emulator: FittedEmulator, theta):
     """The spline part of log C_l pairs, (C(C+1)/2, L): the (Omega_c, sigma_8) table at
     fiducial plus the first-order effect of each other parameter (a cut-HDMR / ANOVA expansion
     around fiducial, Rabitz & Alis 1999)."""
     c = spline_coords(theta)
     k, b = emulator.anova_knots, emulator.anova_basis
-    out = _spline(emulator.base_knots, emulator.base_basis, (c[0], c[2]),
-                  emulator.base_log_cl.astype(theta.dtype))  # fmt: skip
+    base = emulator.base_log_cl.astype(theta.dtype)
+    out = spline_interpolate(emulator.base_knots, emulator.base_basis, (c[0], c[2]), base)
     for i, q in enumerate(NUISANCE):
         table = emulator.anova_log_cl[i].astype(theta.dtype)
-        out = out + _spline((k[0], k[2], k[q]), (b[0], b[2], b[q]), (c[0], c[2], c[q]), table)
+        out = out + spline_interpolate(
+            (k[0], k[2], k[q]), (b[0], b[2], b[q]), (c[0], c[2], c[q]), table
+        )
     return out
 
 
