@@ -30,7 +30,7 @@ from numpyro_diffprior.sharding import (
     replicated_sharding,
     shard_batch,
 )
-from numpyro_diffprior.training import TrainingConfig, batch_key, make_trainer
+from numpyro_diffprior.training import TrainingConfig, batch_key, make_optimizer, make_trainer
 
 __all__ = [
     "simulator_source",
@@ -158,6 +158,7 @@ def train(
     heldout_source=None,
     progress=True,
     devices=None,
+    init_from=None,
 ):
     """Train (or resume) a joint denoiser; checkpoints go to `out_dir/checkpoint`.
 
@@ -165,10 +166,14 @@ def train(
     `heldout_source` (default `sample_batch`) draws the maps of the final held-out table.
     Returns the final Checkpoint. Writes `out_dir/metrics.jsonl` (every `log_every` steps)
     and `out_dir/heldout_loss.md`.
+
+    `init_from` (a Checkpoint or a checkpoint directory, e.g. the shipped model) fine-tunes:
+    its EMA weights start both the weights and the EMA, its network config and normaliser are
+    kept, and the optimiser (`training_config`) starts fresh at step 0.
     """
     from tqdm.auto import tqdm
 
-    from numpyro_diffprior.checkpoints import load_checkpoint, save_checkpoint
+    from numpyro_diffprior.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 
     preset = get_preset(preset)
     out_dir = Path(out_dir)
@@ -181,8 +186,24 @@ def train(
         if not resume and ckpt_path.exists():
             raise FileExistsError(f"{ckpt_path} exists; pass resume=True (--resume) to continue")
         network_config = network_config or NetworkConfig()
-        training_config = training_config or TrainingConfig(total_steps=max(steps, 2))
-        state = normalizer = None
+        if training_config is None:
+            total = max(steps, 2)
+            warmup = min(TrainingConfig().warmup_steps, total - 1)
+            training_config = TrainingConfig(total_steps=total, warmup_steps=warmup)
+        state = normalizer = init_params = None
+        if init_from is not None:
+            start_ckpt = (
+                init_from
+                if isinstance(init_from, Checkpoint)
+                else load_checkpoint(init_from, preset=preset)
+            )
+            if start_ckpt.preset.to_dict() != preset.to_dict():
+                raise ValueError(
+                    f"init_from: checkpoint {start_ckpt.path} is for preset "
+                    f"{start_ckpt.preset.name!r}, not {preset.name!r}"
+                )
+            network_config, normalizer = start_ckpt.network_config, start_ckpt.normalizer
+            init_params = start_ckpt.ema_params
     if sample_batch is None:
         sample_batch = simulator_source(preset)
     root = jax.random.key(seed)
@@ -192,6 +213,12 @@ def train(
     trainer = make_trainer(init_fn, apply_fn, normalizer, preset, training_config)
     if state is None:
         state = trainer.init(root)
+        if init_params is not None:
+            state = state._replace(
+                params=init_params,
+                ema_params=init_params,
+                opt_state=make_optimizer(training_config).init(init_params),
+            )
 
     mesh = make_mesh(devices)
     rep, bsh = replicated_sharding(mesh), batch_sharding(mesh)

@@ -185,3 +185,35 @@ def test_dataset_source_reads_user_maps(tmp_path):
     for i in range(4):
         j = int(np.argmin(np.abs(theta[:, 0] - float(t[i, 0]))))
         np.testing.assert_array_equal(np.asarray(k[i]), kappa[j])
+
+
+@pytest.mark.slow  # two jit compiles of the update
+def test_init_from_fine_tunes_from_ema_weights(tmp_path):
+    from numpyro_diffprior.checkpoints import load_checkpoint
+
+    start = _tiny_train(tmp_path / "start", 3)
+    preset = get_preset("tiny")
+    # lr is 0 at step 0 of the warm-up, so one step must leave the starting weights untouched
+    tuned = train(
+        preset,
+        tmp_path / "tuned",
+        steps=1,
+        sample_batch=synthetic_source(preset),
+        training_config=TrainingConfig(batch_size=8, warmup_steps=1, total_steps=2),
+        init_from=tmp_path / "start" / "checkpoint",
+        num_heldout=0,
+        progress=False,
+    )
+    assert tuned.step == 1 and tuned.network_config == SMALL
+    np.testing.assert_array_equal(tuned.normalizer.kappa_std, start.normalizer.kappa_std)
+    for a, b, c in zip(
+        jax.tree_util.tree_leaves(start.ema_params),
+        jax.tree_util.tree_leaves(tuned.params),
+        jax.tree_util.tree_leaves(tuned.ema_params),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+    assert load_checkpoint(tmp_path / "tuned" / "checkpoint").training_config.total_steps == 2
+    with pytest.raises(ValueError, match="trained for preset 'tiny'"):
+        train("lsst-y10-coarse", tmp_path / "other", steps=2, init_from=start.path)

@@ -48,6 +48,12 @@ def add_parser(subparsers):
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--heldout", type=int, default=256, help="held-out maps for the final table")
     p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="fine-tune: start from this checkpoint directory's EMA weights, or 'pretrained' "
+        "for the model shipped for --preset (fresh optimiser, step 0)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
     return p
@@ -89,6 +95,11 @@ def run(args) -> int:
     if args.data:
         sample_batch, num = dataset_source(args.data, args.preset)
         print(f"training on {num} maps from {args.data}")
+    init_from = args.init_from
+    if init_from == "pretrained":
+        from numpyro_diffprior.checkpoints import load_pretrained
+
+        init_from = load_pretrained(args.preset)
     ckpt = train(
         args.preset,
         args.out,
@@ -103,6 +114,7 @@ def run(args) -> int:
         num_heldout=args.heldout,
         heldout_source=heldout_source,
         progress=not args.no_progress,
+        init_from=init_from,
     )
     print(f"checkpoint: {ckpt.path} (step {ckpt.step})")
     print(dataclasses.asdict(ckpt.training_config))
