@@ -41,6 +41,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--steps-per-level", type=int, default=5, help="langevin only")
     parser.add_argument("--corrector-steps", type=int, default=0, help="diffusion only")
+    parser.add_argument(
+        "--theta-refresh-steps",
+        type=int,
+        default=0,
+        help="diffusion only: end each draw with theta ~ p(theta | kappa) in this many steps",
+    )
     parser.add_argument("--chunk-size", type=int, default=128, help="draws per jitted batch")
     parser.add_argument("--chains", type=int, default=4, help="chains the i.i.d. draws form")
     parser.add_argument("--seed", type=int, default=0)
@@ -84,6 +90,7 @@ def run(args) -> int:
             guidance=args.guidance or "mmps",
             num_steps=args.steps or 64,
             num_corrector_steps=args.corrector_steps,
+            theta_refresh_steps=args.theta_refresh_steps,
             **common,
         )
     else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["edm_sigma_steps", "edm_sampler", "euler_maruyama_sampler"]
+__all__ = ["edm_sigma_steps", "edm_sampler", "euler_maruyama_sampler", "sample_theta_given_kappa"]
 
 
 def edm_sigma_steps(num_steps=32, *, sigma_min=0.002, sigma_max=80.0, rho=7.0):
@@ -122,3 +122,36 @@ def euler_maruyama_sampler(
     if denoise_last:
         x = denoise_fn(x, t_steps[-1] * jnp.ones(x.shape[:1], x.dtype))
     return x
+
+
+def sample_theta_given_kappa(
+    rng_key, denoise_fn, x, n_params, *, num_steps=32, sigma_min=0.002, sigma_max=80.0, rho=7.0
+):
+    """theta ~ p(theta | kappa) from a joint denoiser, for each row of x (num, dim) -> x with
+    its first `n_params` entries (theta) redrawn and kappa unchanged.
+
+    Heun on the probability-flow ODE of theta alone while the kappa part of every denoiser
+    input is replaced by its forward-noised version kappa + sigma eps (one eps per row): the
+    "replacement" conditional sampler (Song et al. 2021, score-based SDEs, App. I.2). Used as a
+    Gibbs step after a joint posterior sampler: since the likelihood sees only kappa,
+    p(theta | kappa, y) = p(theta | kappa).
+    """
+    key_init, key_eps = jax.random.split(rng_key)
+    kappa = x[:, n_params:]
+    eps = jax.random.normal(key_eps, kappa.shape, kappa.dtype)
+
+    def conditional_denoise(theta, sigma):
+        joint = jnp.concatenate([theta, kappa + sigma[:, None] * eps], axis=1)
+        return denoise_fn(joint, sigma)[:, :n_params]
+
+    theta = edm_sampler(
+        key_init,
+        conditional_denoise,
+        x.shape[0],
+        n_params,
+        num_steps=num_steps,
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+        rho=rho,
+    )
+    return jnp.concatenate([theta, kappa], axis=1)

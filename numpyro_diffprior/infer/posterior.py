@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from numpyro_diffprior.diffusion.samplers import edm_sigma_steps
+from numpyro_diffprior.diffusion.samplers import edm_sigma_steps, sample_theta_given_kappa
 from numpyro_diffprior.infer.guidance import (
     annealed_guidance,
     dps_guidance,
@@ -137,6 +137,11 @@ class DiffusionPosteriorSampler(_ModelSampler):
     2024; exact for Gaussian priors). Denoiser calls per draw: (2 num_steps - 1) x
     (1 + num_corrector_steps); DPS adds one vjp per call, MMPS one linearisation, up to
     cg_maxiter jvps and one vjp per call.
+
+    theta_refresh_steps > 0 ends each draw with a Gibbs step theta ~ p(theta | kappa) of the
+    prior (`diffusion.samplers.sample_theta_given_kappa`, 2 theta_refresh_steps - 1 more
+    denoiser calls): exact because the likelihood sees kappa only, and it makes theta agree with
+    the drawn map (docs/sampling.md: with the shipped model it moves sigma_8 onto NUTS).
     """
 
     method = "diffusion"
@@ -155,6 +160,7 @@ class DiffusionPosteriorSampler(_ModelSampler):
         corrector_step_size=0.1,
         dps_scale=1.0,
         cg_maxiter=10,
+        theta_refresh_steps=0,
         chunk_size=256,
         num_chains=4,
         progress_bar=True,
@@ -174,6 +180,9 @@ class DiffusionPosteriorSampler(_ModelSampler):
             dps_scale,
             cg_maxiter,
         )
+        if theta_refresh_steps < 0:
+            raise ValueError(f"theta_refresh_steps must be >= 0, got {theta_refresh_steps}")
+        self.theta_refresh_steps = int(theta_refresh_steps)
         super().__init__(
             model,
             guidance=guidance,
@@ -185,12 +194,15 @@ class DiffusionPosteriorSampler(_ModelSampler):
 
     def settings(self) -> dict:
         calls = (2 * self.num_steps - 1) * (1 + self.num_corrector_steps)
+        if self.theta_refresh_steps:
+            calls += 2 * self.theta_refresh_steps - 1
         return {
             "sampler": self.sampler,
             "num_steps": self.num_steps,
             "num_corrector_steps": self.num_corrector_steps,
             "sigma_min": self.sigma_min,
             "sigma_max": self.sigma_max,
+            "theta_refresh_steps": self.theta_refresh_steps,
             "denoiser_calls_per_draw": calls,
         }
 
@@ -220,4 +232,12 @@ class DiffusionPosteriorSampler(_ModelSampler):
             correction_fn=correction,
             x_init=self._initial(jax.random.fold_in(rng_key, 7), num, prior.dim, self.sigma_max),
         )
+        if self.theta_refresh_steps:
+            x_n = sample_theta_given_kappa(
+                jax.random.fold_in(rng_key, 8),
+                prior.denoise_normalized,
+                x_n,
+                prior.n_params,
+                num_steps=self.theta_refresh_steps,
+            )
         return x_n, {}
