@@ -178,10 +178,12 @@ def train(
     preset = get_preset(preset)
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "checkpoint"
+    provenance = {}
     if resume and (ckpt_path / "config.json").is_file():
         ckpt = load_checkpoint(ckpt_path, preset=preset)
         network_config, training_config = ckpt.network_config, ckpt.training_config
         normalizer, state = ckpt.normalizer, ckpt.train_state()
+        provenance = ckpt.config.get("extra", {})
     else:
         if not resume and ckpt_path.exists():
             raise FileExistsError(f"{ckpt_path} exists; pass resume=True (--resume) to continue")
@@ -204,6 +206,11 @@ def train(
                 )
             network_config, normalizer = start_ckpt.network_config, start_ckpt.normalizer
             init_params = start_ckpt.ema_params
+            provenance = {
+                "init_from": str(start_ckpt.path),
+                "init_from_step": start_ckpt.step,
+                "init_from_extra": start_ckpt.config.get("extra", {}),
+            }
     if sample_batch is None:
         sample_batch = simulator_source(preset)
     root = jax.random.key(seed)
@@ -232,6 +239,7 @@ def train(
         normalizer=normalizer,
         network_config=network_config,
         training_config=training_config,
+        extra=provenance or None,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     start = int(state.step)

@@ -214,6 +214,9 @@ def test_init_from_fine_tunes_from_ema_weights(tmp_path):
     ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
-    assert load_checkpoint(tmp_path / "tuned" / "checkpoint").training_config.total_steps == 2
+    stored = load_checkpoint(tmp_path / "tuned" / "checkpoint")
+    assert stored.training_config.total_steps == 2
+    assert stored.config["extra"]["init_from"] == str(start.path)
+    assert stored.config["extra"]["init_from_step"] == 3
     with pytest.raises(ValueError, match="trained for preset 'tiny'"):
         train("lsst-y10-coarse", tmp_path / "other", steps=2, init_from=start.path)
