@@ -30,7 +30,7 @@ from numpyro_diffprior.sharding import (
     replicated_sharding,
     shard_batch,
 )
-from numpyro_diffprior.training import TrainingConfig, batch_key, make_optimizer, make_trainer
+from numpyro_diffprior.training import TrainingConfig, batch_key, make_trainer
 
 __all__ = [
     "simulator_source",
@@ -220,12 +220,8 @@ def train(
     trainer = make_trainer(init_fn, apply_fn, normalizer, preset, training_config)
     if state is None:
         state = trainer.init(root)
-        if init_params is not None:
-            state = state._replace(
-                params=init_params,
-                ema_params=init_params,
-                opt_state=make_optimizer(training_config).init(init_params),
-            )
+        if init_params is not None:  # the fresh optimiser state depends on shapes only
+            state = state._replace(params=init_params, ema_params=init_params)
 
     mesh = make_mesh(devices)
     rep, bsh = replicated_sharding(mesh), batch_sharding(mesh)
