@@ -26,6 +26,7 @@ from numpyro.infer import Predictive
 
 from numpyro_diffprior import oracles
 from numpyro_diffprior.infer import AnnealedLangevinSampler, DiffusionPosteriorSampler, shear_model
+from numpyro_diffprior.infer.posterior import EXACT_SETTINGS
 from numpyro_diffprior.prior import DiffusionPrior
 from numpyro_diffprior.simulator.shear import kaiser_squires
 
@@ -34,13 +35,13 @@ PRETRAINED = pathlib.Path(__file__).parents[1] / "numpyro_diffprior/data/pretrai
 MAP_SHAPE, NOISE = (1, 8, 8), 0.01
 METHODS = {
     "diffusion / mmps": lambda: DiffusionPosteriorSampler(
-        shear_model, guidance="mmps", num_steps=32, progress_bar=False
+        shear_model, guidance="mmps", num_steps=32, progress_bar=False, **EXACT_SETTINGS
     ),
     "diffusion / annealed": lambda: DiffusionPosteriorSampler(
-        shear_model, guidance="annealed", num_steps=32, progress_bar=False
+        shear_model, guidance="annealed", num_steps=32, progress_bar=False, **EXACT_SETTINGS
     ),
     "diffusion / dps": lambda: DiffusionPosteriorSampler(
-        shear_model, guidance="dps", num_steps=32, progress_bar=False
+        shear_model, guidance="dps", num_steps=32, progress_bar=False, **EXACT_SETTINGS
     ),
     "langevin / annealed": lambda: AnnealedLangevinSampler(
         shear_model,

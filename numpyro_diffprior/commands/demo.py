@@ -27,7 +27,7 @@ def run(args) -> int:
 
     settings = dict(QUICK) if args.quick else {}
     if args.num_draws is not None:
-        settings["num_draws"] = args.num_draws
+        settings["num_draws"] = settings["diffusion_draws"] = args.num_draws
     result = run_demo(
         args.out,
         preset=args.preset,

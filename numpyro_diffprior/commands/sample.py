@@ -42,6 +42,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--steps-per-level", type=int, default=5, help="langevin only")
     parser.add_argument("--corrector-steps", type=int, default=0, help="diffusion only")
     parser.add_argument(
+        "--sampler", choices=("sde", "ode"), default="sde", help="diffusion only: reverse process"
+    )
+    parser.add_argument(
+        "--sigma-max", type=float, default=None,
+        help="largest noise level (default: 5 for diffusion, 1 for langevin; docs/sampling.md)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mmps-covariance", choices=("kappa", "joint"), default="kappa",
+        help="diffusion + mmps only: Tweedie covariance block (kappa: stable with trained nets)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--guidance-clip", type=float, default=2.0,
+        help="bound on each draw's guidance in sqrt(D) min(sigma, 1) units; 0 turns it off",
+    )  # fmt: skip
+    parser.add_argument("--cg-maxiter", type=int, default=5, help="diffusion + mmps only")
+    parser.add_argument(
         "--theta-refresh-steps",
         type=int,
         default=0,
@@ -91,6 +107,11 @@ def run(args) -> int:
             num_steps=args.steps or 64,
             num_corrector_steps=args.corrector_steps,
             theta_refresh_steps=args.theta_refresh_steps,
+            sampler=args.sampler,
+            sigma_max=args.sigma_max or 5.0,
+            mmps_covariance=args.mmps_covariance,
+            guidance_clip=args.guidance_clip or None,
+            cg_maxiter=args.cg_maxiter,
             **common,
         )
     else:
@@ -99,6 +120,7 @@ def run(args) -> int:
             guidance=args.guidance or "annealed",
             num_levels=args.steps or 100,
             num_steps_per_level=args.steps_per_level,
+            sigma_max=args.sigma_max or 1.0,
             **common,
         )
     sampler.run(

@@ -20,6 +20,14 @@ With y = A x + b + n, n ~ N(0, Sigma_n) (A acting on normalised x):
   p(y | x_sigma) ~ N(y; A D + b, Sigma_n + A V A^T) with the Tweedie covariance
   V = sigma^2 dD/dx_sigma; the linear solve uses conjugate gradients with jvp/vjp of D.
   Exact when the prior is Gaussian (then D is affine and p(y | x_sigma) is exactly this).
+  `kappa_only=True` keeps only the kappa block of V (the likelihood sees kappa alone; theta then
+  follows the prior score given the guided map): with a learned network the theta block of its
+  Jacobian is what destabilises the solve (docs/sampling.md).
+
+`clip_guidance` bounds any guidance per draw: in normalised coordinates the posterior-mean
+shift sigma^2 g = V A^T (Sigma_n + A V A^T)^{-1} r has E||.||^2 <= tr V <= D min(sigma^2, 1)
+(exact Gaussian case), so a draw whose shift exceeds `scale` sqrt(D) min(sigma, 1) is a
+network-Jacobian blow-up, and it is scaled back to that bound.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ __all__ = [
     "annealed_guidance",
     "dps_guidance",
     "mmps_guidance",
+    "clip_guidance",
+    "truncated_cg",
 ]
 
 
@@ -97,20 +107,58 @@ def dps_guidance(denoise_fn, residual_norm_n=None, log_likelihood_n=None, *, sca
     return correction
 
 
-def mmps_guidance(denoise_fn, obs: NormalisedObservation, *, cg_maxiter=10, cg_tol=1e-5):
-    """Rozet et al. (2024) moment-matching guidance with conjugate gradients."""
+def truncated_cg(matvec, b, maxiter):
+    """`maxiter` conjugate-gradient iterations for M u = b from u = 0 (Hestenes & Stiefel
+    1952), frozen at the first direction of non-positive curvature p^T M p <= 0 (Steihaug 1983),
+    which a learned denoiser's Jacobian can produce."""
+
+    def body(_, carry):
+        u, r, p, rr, done = carry
+        mp = matvec(p)
+        curvature = jnp.vdot(p, mp)
+        done = done | (curvature <= 1e-12 * rr)
+        alpha = jnp.where(done, 0.0, rr / jnp.where(done, 1.0, curvature))
+        u, r = u + alpha * p, r - alpha * mp
+        rr_new = jnp.vdot(r, r)
+        p = jnp.where(done, p, r + rr_new / jnp.where(rr > 0, rr, 1.0) * p)
+        return u, r, p, jnp.where(done, rr, rr_new), done
+
+    init = (jnp.zeros_like(b), b, b, jnp.vdot(b, b), jnp.asarray(False))
+    return jax.lax.fori_loop(0, maxiter, body, init)[0]
+
+
+def mmps_guidance(denoise_fn, obs: NormalisedObservation, *, cg_maxiter=10, kappa_only=False,
+                  n_params=0):  # fmt: skip
+    """Rozet et al. (2024) moment-matching guidance, solved by `truncated_cg`.
+
+    kappa_only: V restricted to the kappa block (coordinates n_params:), guidance on kappa only.
+    """
     sqrt_prec = jnp.sqrt(obs.precision)
 
     def one(x, sigma):
         d1 = lambda v: denoise_fn(v[None], sigma[None])[0]
         x0, jac = jax.linearize(d1, x)
         jac_t = jax.linear_transpose(jac, x)
+        block = jnp.ones_like(x).at[:n_params].set(0.0) if kappa_only else jnp.ones_like(x)
         resid = sqrt_prec * (obs.y - obs.forward(x0) - obs.offset)
 
         def matvec(u):  # (I + sigma^2 W A J A^T W) u, W = Sigma_n^{-1/2}
-            return u + sigma**2 * sqrt_prec * obs.forward(jac(obs.adjoint(sqrt_prec * u)))
+            v = jac(block * obs.adjoint(sqrt_prec * u)) * block
+            return u + sigma**2 * sqrt_prec * obs.forward(v)
 
-        u, _ = jax.scipy.sparse.linalg.cg(matvec, resid, tol=cg_tol, maxiter=cg_maxiter)
-        return jac_t(obs.adjoint(sqrt_prec * u))[0]
+        u = truncated_cg(matvec, resid, cg_maxiter)
+        return jac_t(block * obs.adjoint(sqrt_prec * u))[0] * block
 
     return jax.vmap(one)
+
+
+def clip_guidance(guidance_fn, scale):
+    """Scale each draw's guidance g (B, D) so that ||sigma^2 g|| <= scale sqrt(D) min(sigma, 1)."""
+
+    def guidance(x, sigma):
+        g = guidance_fn(x, sigma)
+        bound = scale * jnp.sqrt(x.shape[-1]) * jnp.minimum(sigma, 1.0) / sigma**2
+        norm = jnp.linalg.norm(g, axis=-1)
+        return g * jnp.minimum(1.0, bound / jnp.maximum(norm, 1e-30))[:, None]
+
+    return guidance

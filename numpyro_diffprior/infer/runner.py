@@ -61,8 +61,8 @@ def _warn_if_diverged(max_abs_theta_n, method):
             f"{method}: {frac:.0%} of the draws have a parameter more than "
             f"{DIVERGENCE_THRESHOLD:g} prior standard deviations from the prior mean; the sampler "
             "has diverged for this prior (see docs/sampling.md for settings that work with the "
-            "shipped network, e.g. guidance='annealed', sampler='sde', num_corrector_steps=3, "
-            "sigma_max=5).",
+            "shipped network: the DiffusionPosteriorSampler defaults with num_steps >= 64, or "
+            "AnnealedLangevinSampler(sigma_max=1, num_levels=40, num_steps_per_level=4)).",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -10,6 +10,7 @@ from conftest import NOISE, make_gaussian_case
 
 from numpyro_diffprior import oracles
 from numpyro_diffprior.infer import AnnealedLangevinSampler, DiffusionPosteriorSampler, shear_model
+from numpyro_diffprior.infer.posterior import EXACT_SETTINGS
 from numpyro_diffprior.prior import DiffusionPrior
 
 matplotlib.use("Agg")
@@ -33,7 +34,7 @@ def _mmps_run(gaussian_case, **settings):
         num_steps=32,
         chunk_size=NUM // 2,
         progress_bar=False,
-        **settings,
+        **{**EXACT_SETTINGS, **settings},
     )
     sampler.run(
         jax.random.PRNGKey(0),
@@ -87,8 +88,9 @@ def test_annealed_langevin_is_exact_on_gaussian_oracle(gaussian_case):
 def test_other_guidance_methods_run(gaussian_case, guidance):
     """Biased by construction (numbers in docs/sampling.md); here: finite and informative."""
     sampler = DiffusionPosteriorSampler(
-        shear_model, guidance=guidance, num_steps=16, chunk_size=256, progress_bar=False
-    )
+        shear_model, guidance=guidance, num_steps=16, chunk_size=256, progress_bar=False,
+        **EXACT_SETTINGS,
+    )  # fmt: skip
     sampler.run(
         jax.random.PRNGKey(2),
         256,
@@ -107,8 +109,9 @@ def test_mask_posterior(gaussian_case):
     mask[:, :4] = True
     case = make_gaussian_case(mask=mask)
     sampler = DiffusionPosteriorSampler(
-        shear_model, guidance="mmps", num_steps=32, chunk_size=NUM, progress_bar=False
-    )
+        shear_model, guidance="mmps", num_steps=32, chunk_size=NUM, progress_bar=False,
+        **EXACT_SETTINGS,
+    )  # fmt: skip
     sampler.run(
         jax.random.PRNGKey(3),
         NUM,
