@@ -31,6 +31,9 @@ SETTINGS = {
         num_steps=FULL.diffusion_steps,
         num_corrector_steps=FULL.diffusion_corrector_steps,
         sigma_max=FULL.diffusion_sigma_max,
+        mmps_covariance=FULL.diffusion_mmps_covariance,
+        guidance_clip=FULL.diffusion_guidance_clip,
+        cg_maxiter=FULL.diffusion_cg_maxiter,
     ),
 }
 

@@ -27,10 +27,10 @@ class DemoSettings(dict):
 
 
 FULL = DemoSettings(
-    num_draws=64,
+    num_draws=32,
     # MMPS on the reverse SDE with the kappa-block Tweedie covariance and the guidance clip:
     # the setting measured to match NUTS with the shipped network (docs/sampling.md).
-    diffusion_draws=64,
+    diffusion_draws=40,
     diffusion_guidance="mmps",
     diffusion_sampler="sde",
     diffusion_steps=64,
