@@ -83,6 +83,7 @@ def run_demo(
     settings: overrides of `FULL` (see `QUICK` for a smoke-test configuration).
     """
     from numpyro_diffprior.diagnostics.report import write_report
+    from numpyro_diffprior.infer.inference_data import save_inference_data
     from numpyro_diffprior.infer.langevin import AnnealedLangevinSampler
     from numpyro_diffprior.infer.models import shear_model
     from numpyro_diffprior.infer.nuts import nuts_baseline
@@ -172,7 +173,7 @@ def run_demo(
     timings["nuts_s"] = time.perf_counter() - t0
 
     for name, idata in idatas.items():
-        idata.to_netcdf(os.path.join(out_dir, f"idata_{name}.nc"))
+        save_inference_data(idata, os.path.join(out_dir, f"idata_{name}.nc"))
     _log("writing the report and figures")
     report = write_report(out_dir, idatas, truth=truth, preset=preset, reference="nuts")
     with open(os.path.join(out_dir, "timings.json"), "w") as fh:

@@ -35,6 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     import jax
 
+    from numpyro_diffprior.infer.inference_data import save_inference_data
     from numpyro_diffprior.infer.nuts import nuts_baseline
     from numpyro_diffprior.observations import load_observation
 
@@ -65,7 +66,7 @@ def run(args) -> int:
     )
     directory = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(directory, exist_ok=True)
-    idata.to_netcdf(args.out)
+    save_inference_data(idata, args.out)
     a = idata.posterior.attrs
     print(
         f"wrote {args.out}: max R-hat {a['rhat_max']:.3f}, min ESS {a['ess_min']:.0f}, "

@@ -84,6 +84,7 @@ def run(args) -> int:
     import jax
 
     from numpyro_diffprior.infer import AnnealedLangevinSampler, DiffusionPosteriorSampler
+    from numpyro_diffprior.infer.inference_data import save_inference_data
     from numpyro_diffprior.infer.models import shear_model
     from numpyro_diffprior.observations import load_observation
 
@@ -141,7 +142,7 @@ def run(args) -> int:
     idata = sampler.to_inference_data(truth=truth or None)
     directory = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(directory, exist_ok=True)
-    idata.to_netcdf(args.out)
+    save_inference_data(idata, args.out)
     theta = idata.posterior["theta"]
     mean, std = theta.mean(("chain", "draw")).values, theta.std(("chain", "draw")).values
     summary = ", ".join(

@@ -202,3 +202,24 @@ def test_nuts_blackjax_recovers_exact_gaussian_posterior():
     assert np.all(np.abs(ratio - 1.0) < 4.0 / np.sqrt(2 * ess)), (ratio, ess)
     assert idata.posterior.attrs["method"] == "nuts_blackjax"
     assert set(idata.sample_stats.data_vars) >= {"lp", "acceptance_rate", "n_steps", "diverging"}
+
+
+def test_baseline_command_writes_inference_data(tmp_path):
+    """`numpyro-diffprior baseline` end to end on the tiny preset (a smoke run: 2 x (10 + 10))."""
+    import arviz as az
+
+    from numpyro_diffprior import cli
+    from numpyro_diffprior.observations import save_observation
+
+    preset = get_preset("tiny")
+    obs, out = tmp_path / "obs.npz", tmp_path / "sub" / "nuts.nc"
+    shear = 0.01 * np.random.default_rng(0).standard_normal(preset.shear_shape)
+    save_observation(obs, shear, preset="tiny", theta_true=np.array([0.3, 0.8]))
+    argv = ["baseline", "--obs", str(obs), "--out", str(out), "--warmup", "10", "--samples",
+            "10", "--chains", "2", "--max-tree-depth", "3", "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    idata = az.from_netcdf(out)
+    assert idata.posterior["theta"].shape == (2, 10, 2)
+    assert idata.posterior["kappa"].shape == (2, 10) + preset.map_shape
+    assert {"lp", "diverging", "step_size", "n_steps"} <= set(idata.sample_stats.data_vars)
+    assert [p.name for p in out.parent.iterdir()] == ["nuts.nc"]  # no temporary left behind
