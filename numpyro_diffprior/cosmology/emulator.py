@@ -192,13 +192,11 @@ def _tabulate(preset: Preset, nodes, ell, progress: bool = True):
 
 
 def atomic_savez(path, compressed: bool = False, **arrays) -> None:
-    """np.savez(_compressed) to a temporary sibling, then `os.replace` onto `path`."""
-    import os
+    """np.savez(_compressed) onto `path` atomically (`atomic.atomic_write`)."""
+    from numpyro_diffprior.atomic import atomic_write
 
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
-    os.replace(tmp, path)
+    save = np.savez_compressed if compressed else np.savez
+    atomic_write(path, lambda tmp: save(tmp, **arrays), suffix=".npz")
 
 
 def build_emulator(

@@ -8,26 +8,17 @@ that variable names, dims and coords are identical (DESIGN §4):
 
 from __future__ import annotations
 
-import os
-
 import arviz as az
 import numpy as np
+
+from numpyro_diffprior.atomic import atomic_write
 
 __all__ = ["to_inference_data", "split_into_chains", "save_inference_data"]
 
 
 def save_inference_data(idata, path) -> str:
-    """Write `idata` to netCDF `path` atomically: a temporary sibling, then `os.replace`, so a
-    crash or a reader holding the old file never leaves a truncated result. Returns the path."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        idata.to_netcdf(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    """Write `idata` to netCDF `path` atomically (`atomic.atomic_write`). Returns the path."""
+    return atomic_write(path, idata.to_netcdf)
 
 
 def split_into_chains(draws, num_chains: int = 4):
