@@ -3,7 +3,8 @@
     python benchmarks/calibration_shipped.py --num-obs 200 --num-draws 64 --method langevin
 
 Uses the demo's sampler settings (docs/sampling.md); writes benchmarks/results/calibration_<method>/
-(report.md, TARP and MIRA figures) and prints the summary.
+(report.md, TARP and MIRA figures) and prints the summary. The draws are saved after every
+observation (progress_<K>x<M>.npz, not in git); rerunning the same command resumes.
 """
 
 from __future__ import annotations
@@ -53,10 +54,17 @@ def main(argv=None):
         chunk_size=args.num_draws,
         **SETTINGS[args.method],
     )
-    result = run_calibration(
-        jax.random.key(args.seed), "lsst-y10-coarse", sampler_fn, args.num_obs, seed=args.seed
-    )
     out = pathlib.Path(__file__).parent / "results" / f"calibration_{args.method}"
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_calibration(
+        jax.random.key(args.seed),
+        "lsst-y10-coarse",
+        sampler_fn,
+        args.num_obs,
+        seed=args.seed,
+        progress_file=out / f"progress_{args.num_obs}x{args.num_draws}.npz",
+        run_label=json.dumps(SETTINGS[args.method], sort_keys=True),
+    )
     notes = (
         f"{args.num_obs} observations (theta from the prior), {args.num_draws} draws each, "
         f"sampler {args.method} with {SETTINGS[args.method]}; wall time "

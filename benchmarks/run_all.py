@@ -5,8 +5,13 @@ import subprocess
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-SCRIPTS = ["bench_cosmology.py", "bench_simulator.py", "bench_training.py", "bench_sampling.py",
-           "bench_nuts.py"]
+SCRIPTS = [
+    "bench_cosmology.py",
+    "bench_simulator.py",
+    "bench_training.py",
+    "bench_sampling.py",
+    "bench_nuts.py",
+]
 
 if __name__ == "__main__":
     failed = []

@@ -39,8 +39,16 @@ def run_calibration(
     model=None,
     progress: bool = True,
     seed: int = 0,
+    progress_file=None,
+    run_label: str = "",
 ) -> dict:
     """Simulate `num_obs` observations, sample each posterior, score TARP and MIRA.
+
+    With `progress_file` (an .npz path) the draws so far are saved atomically after every
+    observation, and a rerun with the same key, preset, `num_obs` and `run_label` (say, the
+    sampler's settings) resumes after the last finished one. Observation k always uses the
+    k-th split of `rng_key`, so a resumed run equals an uninterrupted one. A file written for
+    another run is a ValueError.
 
     Returns {"theta_samples" (K, M, P), "kappa_samples" (K, M, C, N, N), "theta_true" (K, P),
     "kappa_true" (K, C, N, N), "summary" (calibration_summary output), "wall_time_s"}.
@@ -64,8 +72,17 @@ def run_calibration(
 
     draw = jax.jit(draw)
     start = time.perf_counter()
-    theta_s, kappa_s, theta_t, kappa_t = [], [], [], []
-    for key in tqdm(jax.random.split(rng_key, num_obs), desc="calibration", disable=not progress):
+    run_id = {
+        "preset": preset.name,
+        "num_obs": num_obs,
+        "key": _key_bytes(rng_key),
+        "run_label": str(run_label),
+    }
+    done, elapsed = _load_progress(progress_file, run_id)
+    theta_s, kappa_s, theta_t, kappa_t = (list(done.get(k, [])) for k in _FIELDS)
+    keys = jax.random.split(rng_key, num_obs)
+    bar = tqdm(total=num_obs, initial=len(theta_s), desc="calibration", disable=not progress)
+    for key in keys[len(theta_s) :]:
         k_sim, k_post = jax.random.split(key)
         obs = finish_observation(preset, *draw(k_sim, emulator), mask=mask, noise_std=noise_std)
         theta, kappa = sampler_fn(k_post, obs)
@@ -78,6 +95,11 @@ def run_calibration(
         kappa_s.append(kappa)
         theta_t.append(obs["theta_true"])
         kappa_t.append(obs["kappa_true"])
+        if progress_file is not None:
+            fields = (theta_s, kappa_s, theta_t, kappa_t)
+            _save_progress(progress_file, run_id, fields, elapsed + time.perf_counter() - start)
+        bar.update()
+    bar.close()
     out = {
         "theta_samples": np.stack(theta_s),
         "kappa_samples": np.stack(kappa_s).astype(np.float32),
@@ -87,8 +109,44 @@ def run_calibration(
     out["summary"] = calibration_summary(
         seed, out["theta_samples"], out["kappa_samples"], out["theta_true"], out["kappa_true"]
     )
-    out["wall_time_s"] = time.perf_counter() - start
+    out["wall_time_s"] = elapsed + time.perf_counter() - start
     return out
+
+
+def _progress_path(out_dir) -> str:
+    os.makedirs(out_dir, exist_ok=True)
+    return os.path.join(out_dir, "progress.npz")
+
+
+_FIELDS = ("theta_samples", "kappa_samples", "theta_true", "kappa_true")
+
+
+def _key_bytes(rng_key) -> str:
+    return np.asarray(jax.random.key_data(rng_key)).tobytes().hex()
+
+
+def _load_progress(path, run_id) -> tuple[dict, float]:
+    """({field: (done, ...) array}, seconds spent) from a progress file, or ({}, 0) if none."""
+    if path is None or not os.path.exists(path):
+        return {}, 0.0
+    with np.load(path) as old:
+        found = {k: old[k].item() for k in run_id}
+        if found != run_id:
+            raise ValueError(
+                f"progress file {path} was written for another calibration run "
+                f"(preset {found['preset']!r}, num_obs {found['num_obs']}, sampler "
+                f"{found['run_label']!r}, or another key); "
+                "remove it or write elsewhere"
+            )
+        return {k: old[k] for k in _FIELDS}, float(old["wall_time_s"])
+
+
+def _save_progress(path, run_id, fields, wall_time_s) -> None:
+    from numpyro_diffprior.cosmology.emulator import atomic_savez
+
+    arrays = dict(zip(_FIELDS, (np.stack(f) for f in fields), strict=True))
+    arrays["kappa_samples"] = arrays["kappa_samples"].astype(np.float32)
+    atomic_savez(path, wall_time_s=wall_time_s, **arrays, **run_id)
 
 
 def diffusion_sampler_fn(prior, *, num_draws: int, method="diffusion", **sampler_kwargs):
@@ -151,7 +209,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="TARP and MIRA over simulated observations with known truth",
         description=(
             "Simulate --num-obs observations (theta from the prior), sample each posterior with "
-            "--method and write report.md, tarp.png, mira.png and calibration.json to --out."
+            "--method and write report.md, tarp.png, mira.png and calibration.json to --out. "
+            "Draws are saved to --out/progress.npz after every observation; rerunning the same "
+            "command resumes there."
         ),
     )
     parser.add_argument(
@@ -208,6 +268,9 @@ def run(args) -> int:
         args.num_obs,
         progress=not args.no_progress,
         seed=args.seed,
+        progress_file=_progress_path(args.out),
+        run_label=f"{args.model} {args.method} draws={args.num_draws} guidance={args.guidance} "
+        f"steps={args.num_steps} warmup={args.warmup}",
     )
     notes = (
         f"Preset `{preset.name}`, method `{args.method}`, {args.num_draws} draws per "

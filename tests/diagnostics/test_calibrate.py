@@ -148,3 +148,57 @@ def test_diffusion_sampler_fn_shapes(method):
     assert np.all(np.isfinite(theta)) and np.all(np.isfinite(kappa))
     with pytest.raises(ValueError, match="method"):
         diffusion_sampler_fn(prior, num_draws=8, method="hmc")
+
+
+def test_run_calibration_resumes_after_a_crash(tmp_path):
+    progress = tmp_path / "progress.npz"
+    calls = []
+    exact = _exact_sampler(8)
+
+    def crashing(rng_key, obs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return exact(rng_key, obs)
+
+    kwargs = dict(model=oracle_model, progress=False, seed=1, run_label="exact")
+    with pytest.raises(KeyboardInterrupt):
+        run_calibration(jax.random.key(4), "tiny", crashing, 6, progress_file=progress, **kwargs)
+    with np.load(progress) as saved:
+        assert saved["theta_samples"].shape == (3, 8, 2)
+    counted = []
+
+    def counting(rng_key, obs):
+        counted.append(1)
+        return exact(rng_key, obs)
+
+    resumed = run_calibration(
+        jax.random.key(4), "tiny", counting, 6, progress_file=progress, **kwargs
+    )
+    assert len(counted) == 3  # only the unfinished observations were sampled again
+    whole = run_calibration(jax.random.key(4), "tiny", exact, 6, **kwargs)
+    for field in ("theta_samples", "kappa_samples", "theta_true", "kappa_true"):
+        np.testing.assert_allclose(resumed[field], whole[field], rtol=1e-6, err_msg=field)
+    with pytest.raises(ValueError, match="another calibration run"):
+        run_calibration(jax.random.key(4), "tiny", exact, 7, progress_file=progress, **kwargs)
+    other = dict(kwargs, run_label="wider")
+    with pytest.raises(ValueError, match="another calibration run"):
+        run_calibration(jax.random.key(4), "tiny", exact, 6, progress_file=progress, **other)
+
+
+def test_calibrate_command_writes_report_and_resumes(tmp_path, capsys):
+    from numpyro_diffprior.cli import main
+
+    out = tmp_path / "cal"
+    argv = ["calibrate", "--method", "langevin", "--num-obs", "2", "--num-draws", "4"]
+    argv += ["--num-steps", "2", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    for name in ("report.md", "tarp.png", "mira.png", "progress.npz"):
+        assert (out / name).is_file(), name
+    with np.load(out / "progress.npz") as saved:
+        assert saved["theta_samples"].shape == (2, 4, 2)
+        assert saved["kappa_samples"].shape == (2, 4, 5, 32, 32)
+    assert main(argv) == 0  # resumes with nothing left to sample: the same report
+    other = argv[:-4] + ["3", "--out", str(out), "--no-progress"]  # --num-steps 3
+    assert main(other) == 2
+    assert "another calibration run" in capsys.readouterr().err
