@@ -2,7 +2,8 @@
 
     python benchmarks/calibration_shipped.py --num-obs 200 --num-draws 64 --method langevin
 
-Uses the demo's sampler settings (docs/sampling.md); writes benchmarks/results/calibration_<method>/
+Uses the demo's sampler settings (docs/sampling.md); writes
+benchmarks/results/calibration_<method>[_<mmps covariance>]/
 (report.md, TARP and MIRA figures) and prints the summary. The draws are saved after every
 observation (progress_<K>x<M>.npz, not in git); rerunning the same command resumes.
 """
@@ -45,16 +46,27 @@ def main(argv=None):
     p.add_argument("--num-draws", type=int, default=64)
     p.add_argument("--method", choices=sorted(SETTINGS), default="langevin")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--mmps-covariance",
+        choices=("cross", "kappa", "joint"),
+        default=None,
+        help="diffusion only: override the demo's MMPS covariance blocks",
+    )
     args = p.parse_args(argv)
+    settings = dict(SETTINGS[args.method])
+    name = f"calibration_{args.method}"
+    if args.method == "diffusion":
+        settings["mmps_covariance"] = args.mmps_covariance or settings["mmps_covariance"]
+        name += f"_{settings['mmps_covariance']}"
     prior = DiffusionPrior.from_pretrained("lsst-y10-coarse")
     sampler_fn = diffusion_sampler_fn(
         prior,
         num_draws=args.num_draws,
         method=args.method,
         chunk_size=args.num_draws,
-        **SETTINGS[args.method],
+        **settings,
     )
-    out = pathlib.Path(__file__).parent / "results" / f"calibration_{args.method}"
+    out = pathlib.Path(__file__).parent / "results" / name
     out.mkdir(parents=True, exist_ok=True)
     result = run_calibration(
         jax.random.key(args.seed),
@@ -63,11 +75,11 @@ def main(argv=None):
         args.num_obs,
         seed=args.seed,
         progress_file=out / f"progress_{args.num_obs}x{args.num_draws}.npz",
-        run_label=json.dumps(SETTINGS[args.method], sort_keys=True),
+        run_label=json.dumps(settings, sort_keys=True),
     )
     notes = (
         f"{args.num_obs} observations (theta from the prior), {args.num_draws} draws each, "
-        f"sampler {args.method} with {SETTINGS[args.method]}; wall time "
+        f"sampler {args.method} with {settings}; wall time "
         f"{result['wall_time_s']:.0f} s."
     )
     report = write_calibration_report(out, result["summary"], notes=notes)

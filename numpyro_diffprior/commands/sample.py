@@ -49,14 +49,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="largest noise level (default: 5 for diffusion, 1 for langevin; docs/sampling.md)",
     )  # fmt: skip
     parser.add_argument(
-        "--mmps-covariance", choices=("kappa", "joint"), default="kappa",
-        help="diffusion + mmps only: Tweedie covariance block (kappa: stable with trained nets)",
+        "--mmps-covariance", choices=("cross", "kappa", "joint"), default="cross",
+        help="diffusion + mmps only: Tweedie covariance blocks (docs/sampling.md)",
     )  # fmt: skip
     parser.add_argument(
         "--guidance-clip", type=float, default=2.0,
         help="bound on each draw's guidance in sqrt(D) min(sigma, 1) units; 0 turns it off",
     )  # fmt: skip
-    parser.add_argument("--cg-maxiter", type=int, default=5, help="diffusion + mmps only")
+    parser.add_argument("--cg-maxiter", type=int, default=3, help="diffusion + mmps only")
     parser.add_argument(
         "--theta-refresh-steps",
         type=int,

@@ -128,10 +128,15 @@ def truncated_cg(matvec, b, maxiter):
 
 
 def mmps_guidance(denoise_fn, obs: NormalisedObservation, *, cg_maxiter=10, kappa_only=False,
-                  n_params=0):  # fmt: skip
+                  n_params=0, theta_cross=False):  # fmt: skip
     """Rozet et al. (2024) moment-matching guidance, solved by `truncated_cg`.
 
     kappa_only: V restricted to the kappa block (coordinates n_params:), guidance on kappa only.
+    theta_cross (with kappa_only): the theta rows get the cross block, (J w)_theta by one more
+    jvp, where w = A^T (Sigma + sigma^2 A J A^T)^{-1} r lives on kappa. For a Tweedie Jacobian
+    (J = Cov[x_0 | x_t] / sigma^2, symmetric) this is exactly the joint guidance, but it never
+    differentiates the kappa outputs with respect to the theta inputs (the vjp path that blows
+    up with trained networks).
     """
     sqrt_prec = jnp.sqrt(obs.precision)
 
@@ -147,7 +152,11 @@ def mmps_guidance(denoise_fn, obs: NormalisedObservation, *, cg_maxiter=10, kapp
             return u + sigma**2 * sqrt_prec * obs.forward(v)
 
         u = truncated_cg(matvec, resid, cg_maxiter)
-        return jac_t(block * obs.adjoint(sqrt_prec * u))[0] * block
+        w = block * obs.adjoint(sqrt_prec * u)
+        g = jac_t(w)[0] * block
+        if kappa_only and theta_cross:
+            g = g + jac(w) * (1.0 - block)
+        return g
 
     return jax.vmap(one)
 

@@ -34,7 +34,7 @@ __all__ = [
     "GUIDANCE",
     "EXACT_SETTINGS",
 ]
-MMPS_COVARIANCE = ("joint", "kappa")
+MMPS_COVARIANCE = ("joint", "kappa", "cross")
 # Settings under which MMPS is exact for a Gaussian prior (the oracle tests and tables of
 # docs/sampling.md); the class defaults are the ones measured to match NUTS with trained networks.
 EXACT_SETTINGS = dict(
@@ -80,10 +80,10 @@ def _make_guidance(guidance, model, info, model_kwargs, *, dps_scale, cg_maxiter
     obs = normalised_observation(prior, lg, row_norms=guidance == "annealed")
     if guidance == "annealed":
         return annealed_guidance(obs), None
-    kappa_only = mmps_covariance == "kappa"
     return mmps_guidance(
-        prior.denoise_normalized, obs, cg_maxiter=cg_maxiter, kappa_only=kappa_only,
-        n_params=prior.n_params,
+        prior.denoise_normalized, obs, cg_maxiter=cg_maxiter,
+        kappa_only=mmps_covariance in ("kappa", "cross"), n_params=prior.n_params,
+        theta_cross=mmps_covariance == "cross",
     ), None  # fmt: skip
 
 
@@ -167,11 +167,15 @@ class DiffusionPosteriorSampler(_ModelSampler):
     (1 + num_corrector_steps) (num_steps with sampler="sde"); DPS adds one vjp per call, MMPS
     one linearisation, up to cg_maxiter jvps and one vjp per call.
 
-    The defaults (MMPS on the reverse SDE from sigma_max 5, the kappa block of the Tweedie
-    covariance, 3 CG iterations, guidance_clip=2) are measured to match NUTS with the shipped
-    network (docs/sampling.md): mmps_covariance="kappa" drops the theta block (the shear
-    likelihood sees kappa alone; with a trained network that block destabilises theta), and
-    guidance_clip bounds each draw's guidance (`infer.guidance.clip_guidance`) against a
+    The defaults (MMPS on the reverse SDE from sigma_max 5, mmps_covariance="cross", 3 CG
+    iterations, guidance_clip=2) are measured against NUTS with the shipped network
+    (docs/sampling.md). mmps_covariance: "joint" uses the whole Tweedie covariance (exact for a
+    Gaussian prior, but with a trained network the vjp through the theta inputs destabilises
+    theta); "kappa" keeps its kappa block (the shear likelihood sees kappa alone) and leaves
+    theta unguided, which shrinks theta towards the prior mean for observations far from it;
+    "cross" solves with the kappa block and guides theta through the theta-kappa cross block
+    by one more jvp (`guidance.mmps_guidance` theta_cross; equal to "joint" for a symmetric
+    Jacobian). guidance_clip bounds each draw's guidance (`infer.guidance.clip_guidance`) against a
     single-step Jacobian blow-up. For exact (oracle) denoisers `EXACT_SETTINGS` (Heun ODE,
     joint covariance, no clip) make MMPS exact for a Gaussian prior.
 
@@ -197,7 +201,7 @@ class DiffusionPosteriorSampler(_ModelSampler):
         corrector_step_size=0.1,
         dps_scale=1.0,
         cg_maxiter=3,
-        mmps_covariance="kappa",
+        mmps_covariance="cross",
         guidance_clip=2.0,
         theta_refresh_steps=0,
         chunk_size=256,

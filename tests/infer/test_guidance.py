@@ -67,6 +67,17 @@ def test_kappa_block_mmps_is_the_joint_guidance_without_its_theta_part(gaussian_
         assert np.abs(gj[:, :2]).max() > 0  # the joint one does guide theta
 
 
+def test_cross_block_mmps_equals_the_joint_guidance_for_a_tweedie_jacobian(gaussian_case):
+    """The oracle's Jacobian is Cov[x_0 | x_t] / sigma^2 (symmetric), so guiding theta by the
+    jvp of the cross block gives the joint guidance exactly, theta rows included."""
+    joint = _oracle_guidance(gaussian_case)
+    cross = _oracle_guidance(gaussian_case, mmps_covariance="cross")
+    for s in (0.05, 0.5, 3.0):
+        x, sigma = _noisy_draws(gaussian_case, s), jnp.full((64,), s)
+        gj, gc = joint(x, sigma), cross(x, sigma)
+        np.testing.assert_allclose(gc, gj, rtol=1e-4, atol=1e-5 * np.abs(gj).max())
+
+
 def test_clip_does_not_bind_for_an_exact_gaussian_prior(gaussian_case):
     """sigma^2 g has E||.||^2 <= D min(sigma^2, 1) for exact Gaussian MMPS: a clip at twice
     that root leaves exact guidance unchanged at every noise level."""
