@@ -35,7 +35,7 @@ def main(args):
         sampler="sde",
         num_steps=args.steps,
         sigma_max=5.0,
-        mmps_covariance="cross",
+        mmps_covariance="kappa",
         guidance_clip=2.0,
         cg_maxiter=3,
         chunk_size=min(args.num, 64),

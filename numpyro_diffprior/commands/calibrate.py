@@ -44,6 +44,10 @@ def run_calibration(
 ) -> dict:
     """Simulate `num_obs` observations, sample each posterior, score TARP and MIRA.
 
+    Truths come from the prior restricted to the emulator's box
+    (`simulator.sample_prior_in_box`, as for the training data: outside it the tabulated
+    spectra are extrapolated); with `model` and no `emulator`, from the model's own prior.
+
     With `progress_file` (an .npz path) the draws so far are saved atomically after every
     observation, and a rerun with the same key, preset, `num_obs` and `run_label` (say, the
     sampler's settings) resumes after the last finished one. Observation k always uses the
@@ -66,9 +70,17 @@ def run_calibration(
         emulator = load_emulator(preset)
 
     def draw(key, emulator):
+        theta = None
+        if emulator is not None:
+            from numpyro_diffprior.simulator import sample_prior_in_box
+
+            key, k_theta = jax.random.split(key)
+            bounds = jax.numpy.asarray(emulator.bounds)
+            theta = sample_prior_in_box(k_theta, preset.param_names, bounds)
         return draw_observation(
-            key, preset, mask=mask, noise_std=noise_std, emulator=emulator, model=model
-        )
+            key, preset, theta=theta, mask=mask, noise_std=noise_std, emulator=emulator,
+            model=model,
+        )  # fmt: skip
 
     draw = jax.jit(draw)
     start = time.perf_counter()
@@ -77,6 +89,7 @@ def run_calibration(
         "num_obs": num_obs,
         "key": _key_bytes(rng_key),
         "run_label": str(run_label),
+        "truths": "prior in the emulator box" if emulator is not None else "model prior",
     }
     done, elapsed = _load_progress(progress_file, run_id)
     theta_s, kappa_s, theta_t, kappa_t = (list(done.get(k, [])) for k in _FIELDS)

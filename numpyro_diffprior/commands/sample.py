@@ -49,7 +49,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="largest noise level (default: 5 for diffusion, 1 for langevin; docs/sampling.md)",
     )  # fmt: skip
     parser.add_argument(
-        "--mmps-covariance", choices=("cross", "kappa", "joint"), default="cross",
+        "--mmps-covariance", choices=("kappa", "cross", "joint"), default="kappa",
         help="diffusion + mmps only: Tweedie covariance blocks (docs/sampling.md)",
     )  # fmt: skip
     parser.add_argument(

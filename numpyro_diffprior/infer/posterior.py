@@ -167,17 +167,19 @@ class DiffusionPosteriorSampler(_ModelSampler):
     (1 + num_corrector_steps) (num_steps with sampler="sde"); DPS adds one vjp per call, MMPS
     one linearisation, up to cg_maxiter jvps and one vjp per call.
 
-    The defaults (MMPS on the reverse SDE from sigma_max 5, mmps_covariance="cross", 3 CG
-    iterations, guidance_clip=2) are measured against NUTS with the shipped network
-    (docs/sampling.md). mmps_covariance: "joint" uses the whole Tweedie covariance (exact for a
-    Gaussian prior, but with a trained network the vjp through the theta inputs destabilises
-    theta); "kappa" keeps its kappa block (the shear likelihood sees kappa alone) and leaves
-    theta unguided, which shrinks theta towards the prior mean for observations far from it;
-    "cross" solves with the kappa block and guides theta through the theta-kappa cross block
-    by one more jvp (`guidance.mmps_guidance` theta_cross; equal to "joint" for a symmetric
-    Jacobian). guidance_clip bounds each draw's guidance (`infer.guidance.clip_guidance`) against a
-    single-step Jacobian blow-up. For exact (oracle) denoisers `EXACT_SETTINGS` (Heun ODE,
-    joint covariance, no clip) make MMPS exact for a Gaussian prior.
+    The defaults (MMPS on the reverse SDE from sigma_max 5, mmps_covariance="kappa", 3 CG
+    iterations, guidance_clip=2) are measured against NUTS with the shipped network and
+    calibrated over 200 observations (docs/sampling.md, docs/validation.md). mmps_covariance:
+    "joint" uses the whole Tweedie covariance (exact for a Gaussian prior, but with a trained
+    network the vjp through the theta inputs destabilises theta); "kappa" keeps its kappa block
+    (the shear likelihood sees kappa alone) and leaves theta unguided, which shrinks theta
+    towards the prior mean for observations far from it; "cross" solves with the kappa block and
+    guides theta through the theta-kappa cross block by one more jvp (`guidance.mmps_guidance`
+    theta_cross; equal to "joint" for a symmetric Jacobian, so exact on the Gaussian oracle
+    where "kappa" is not, but not measurably better than "kappa" with the shipped network).
+    guidance_clip bounds each draw's guidance (`infer.guidance.clip_guidance`) against a
+    single-step Jacobian blow-up. For exact (oracle) denoisers `EXACT_SETTINGS` (Heun ODE, joint
+    covariance, no clip) make MMPS exact for a Gaussian prior.
 
     theta_refresh_steps > 0 ends each draw with a Gibbs step theta ~ p(theta | kappa) of the
     prior (`diffusion.samplers.sample_theta_given_kappa`, 2 theta_refresh_steps - 1 more
@@ -201,7 +203,7 @@ class DiffusionPosteriorSampler(_ModelSampler):
         corrector_step_size=0.1,
         dps_scale=1.0,
         cg_maxiter=3,
-        mmps_covariance="cross",
+        mmps_covariance="kappa",
         guidance_clip=2.0,
         theta_refresh_steps=0,
         chunk_size=256,

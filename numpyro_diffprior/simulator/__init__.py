@@ -41,7 +41,8 @@ __all__ = [
 def sample_prior_in_box(rng_key, param_names, bounds):
     """theta (P,) from the prior restricted to the box ``bounds`` (P, 2) (inverse-CDF sampling).
 
-    The emulator box covers >= 99.9% of the prior, so this is the prior up to that truncation.
+    The box cuts the prior where the tables stop (2 % of the mass, Omega_c < 0.02, for the
+    shipped ones; docs/cosmology.md).
     """
     keys = jax.random.split(rng_key, len(param_names))
     cols = []

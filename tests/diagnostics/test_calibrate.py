@@ -202,3 +202,15 @@ def test_calibrate_command_writes_report_and_resumes(tmp_path, capsys):
     other = argv[:-4] + ["3", "--out", str(out), "--no-progress"]  # --num-steps 3
     assert main(other) == 2
     assert "another calibration run" in capsys.readouterr().err
+
+
+def test_run_calibration_draws_truths_inside_the_emulator_box():
+    """The prior puts 2 % of Omega_c below the tables' 0.02: 200 truths would hit it ~4 times."""
+    from numpyro_diffprior.cosmology.emulator import load_emulator
+
+    emulator = load_emulator("tiny")
+    fake = lambda key, obs: (np.tile(obs["theta_true"], (3, 1)), np.zeros((3, 2, 16, 16)))
+    out = run_calibration(jax.random.key(3), "tiny", fake, 200, progress=False)
+    bounds = np.asarray(emulator.bounds)
+    assert np.all(out["theta_true"] >= bounds[:, 0]) and np.all(out["theta_true"] <= bounds[:, 1])
+    assert out["theta_true"][:, 0].std() > 0.1  # still the prior, not a point
