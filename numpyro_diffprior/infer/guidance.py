@@ -20,9 +20,10 @@ With y = A x + b + n, n ~ N(0, Sigma_n) (A acting on normalised x):
   p(y | x_sigma) ~ N(y; A D + b, Sigma_n + A V A^T) with the Tweedie covariance
   V = sigma^2 dD/dx_sigma; the linear solve uses conjugate gradients with jvp/vjp of D.
   Exact when the prior is Gaussian (then D is affine and p(y | x_sigma) is exactly this).
-  `kappa_only=True` keeps only the kappa block of V (the likelihood sees kappa alone; theta then
-  follows the prior score given the guided map): with a learned network the theta block of its
-  Jacobian is what destabilises the solve (docs/sampling.md).
+  `covariance="kappa"` keeps only the kappa block of V (the likelihood sees kappa alone; theta
+  then follows the prior score given the guided map): with a learned network the theta block of
+  its Jacobian is what destabilises the solve (docs/sampling.md); `covariance="cross"` also
+  guides theta through the theta-kappa cross block, by a jvp.
 
 `clip_guidance` bounds any guidance per draw: in normalised coordinates the posterior-mean
 shift sigma^2 g = V A^T (Sigma_n + A V A^T)^{-1} r has E||.||^2 <= tr V <= D min(sigma^2, 1)
@@ -127,13 +128,14 @@ def truncated_cg(matvec, b, maxiter):
     return jax.lax.fori_loop(0, maxiter, body, init)[0]
 
 
-def mmps_guidance(denoise_fn, obs: NormalisedObservation, *, cg_maxiter=10, kappa_only=False,
-                  n_params=0, theta_cross=False):  # fmt: skip
+def mmps_guidance(denoise_fn, obs: NormalisedObservation, *, cg_maxiter=10, covariance="joint",
+                  n_params=0):  # fmt: skip
     """Rozet et al. (2024) moment-matching guidance, solved by `truncated_cg`.
 
-    kappa_only: V restricted to the kappa block (coordinates n_params:), guidance on kappa only.
-    theta_cross (with kappa_only): the theta rows get the cross block, (J w)_theta by one more
-    jvp, where w = A^T (Sigma + sigma^2 A J A^T)^{-1} r lives on kappa. For a Tweedie Jacobian
+    covariance: "joint" (all of V); "kappa": V restricted to the kappa block (coordinates
+    n_params:), guidance on kappa only; "cross": the kappa block for the solve, and the theta
+    rows from the cross block, (J w)_theta by one more jvp, where
+    w = A^T (Sigma + sigma^2 A J A^T)^{-1} r lives on kappa. For a Tweedie Jacobian
     (J = Cov[x_0 | x_t] / sigma^2, symmetric) this is exactly the joint guidance, but it never
     differentiates the kappa outputs with respect to the theta inputs (the vjp path that blows
     up with trained networks).
@@ -144,7 +146,9 @@ def mmps_guidance(denoise_fn, obs: NormalisedObservation, *, cg_maxiter=10, kapp
         d1 = lambda v: denoise_fn(v[None], sigma[None])[0]
         x0, jac = jax.linearize(d1, x)
         jac_t = jax.linear_transpose(jac, x)
-        block = jnp.ones_like(x).at[:n_params].set(0.0) if kappa_only else jnp.ones_like(x)
+        block = jnp.ones_like(x)
+        if covariance != "joint":
+            block = block.at[:n_params].set(0.0)
         resid = sqrt_prec * (obs.y - obs.forward(x0) - obs.offset)
 
         def matvec(u):  # (I + sigma^2 W A J A^T W) u, W = Sigma_n^{-1/2}
@@ -154,7 +158,7 @@ def mmps_guidance(denoise_fn, obs: NormalisedObservation, *, cg_maxiter=10, kapp
         u = truncated_cg(matvec, resid, cg_maxiter)
         w = block * obs.adjoint(sqrt_prec * u)
         g = jac_t(w)[0] * block
-        if kappa_only and theta_cross:
+        if covariance == "cross":
             g = g + jac(w) * (1.0 - block)
         return g
 

@@ -81,9 +81,8 @@ def _make_guidance(guidance, model, info, model_kwargs, *, dps_scale, cg_maxiter
     if guidance == "annealed":
         return annealed_guidance(obs), None
     return mmps_guidance(
-        prior.denoise_normalized, obs, cg_maxiter=cg_maxiter,
-        kappa_only=mmps_covariance in ("kappa", "cross"), n_params=prior.n_params,
-        theta_cross=mmps_covariance == "cross",
+        prior.denoise_normalized, obs, cg_maxiter=cg_maxiter, covariance=mmps_covariance,
+        n_params=prior.n_params,
     ), None  # fmt: skip
 
 
@@ -174,12 +173,12 @@ class DiffusionPosteriorSampler(_ModelSampler):
     network the vjp through the theta inputs destabilises theta); "kappa" keeps its kappa block
     (the shear likelihood sees kappa alone) and leaves theta unguided, which shrinks theta
     towards the prior mean for observations far from it; "cross" solves with the kappa block and
-    guides theta through the theta-kappa cross block by one more jvp (`guidance.mmps_guidance`
-    theta_cross; equal to "joint" for a symmetric Jacobian, so exact on the Gaussian oracle
-    where "kappa" is not, but not measurably better than "kappa" with the shipped network).
-    guidance_clip bounds each draw's guidance (`infer.guidance.clip_guidance`) against a
-    single-step Jacobian blow-up. For exact (oracle) denoisers `EXACT_SETTINGS` (Heun ODE, joint
-    covariance, no clip) make MMPS exact for a Gaussian prior.
+    guides theta through the theta-kappa cross block by one more jvp (`guidance.mmps_guidance`;
+    equal to "joint" for a symmetric Jacobian, so exact on the Gaussian oracle where "kappa" is
+    not, but not measurably better than "kappa" with the shipped network). guidance_clip bounds
+    each draw's guidance (`infer.guidance.clip_guidance`) against a single-step Jacobian
+    blow-up. For exact (oracle) denoisers `EXACT_SETTINGS` (Heun ODE, joint covariance, no clip)
+    make MMPS exact for a Gaussian prior.
 
     theta_refresh_steps > 0 ends each draw with a Gibbs step theta ~ p(theta | kappa) of the
     prior (`diffusion.samplers.sample_theta_given_kappa`, 2 theta_refresh_steps - 1 more
