@@ -33,12 +33,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     six.add_argument(
         "--num-low-points", type=int, default=None, help="extra design points at small Omega_c"
     )
+    six.add_argument(
+        "--num-corner-points",
+        type=int,
+        default=None,
+        help="design points at Omega_c < 0.08 for the small-Omega_c fit (default 13000; 0: none)",
+    )
     six.add_argument("--steps", type=int, default=None, help="MLP fit steps")
     six.add_argument("--cache-dir", default=None, help="keep tabulated shards here (resume)")
     six.add_argument(
         "--shard",
         default=None,
-        help="only tabulate this shard (base, 0, 1, ..., low0, low1, ...) into --cache-dir",
+        help="only tabulate this shard (base, 0, 1, ..., low0, ..., corner0, ...) into --cache-dir",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.set_defaults(func=run)
@@ -66,6 +72,8 @@ def run(args) -> int:
         fit_kwargs = {} if args.steps is None else {"steps": args.steps}
         if args.num_low_points is not None:
             fit_kwargs["num_low_points"] = args.num_low_points
+        if args.num_corner_points is not None:
+            fit_kwargs["num_corner_points"] = args.num_corner_points
         table = build_fitted_emulator(
             preset,
             num_points=args.num_points,

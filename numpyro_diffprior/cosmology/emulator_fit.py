@@ -138,8 +138,9 @@ def fit_residual_mlp(
     """Fit `residual` (N, M) ~ pca_mean + mlp(features (N, 6)) @ pca_basis by AdamW.
 
     PCA keeps `num_components` whitened components; the loss is the `weights` (M,)-weighted
-    mean square error of the reconstructed residual itself (log C_l units), on minibatches,
-    with a cosine-decayed learning rate. Returns (layers, pca_mean, pca_basis).
+    mean square error of the reconstructed residual itself (log C_l units), on minibatches
+    drawn with replacement, with a cosine-decayed learning rate.
+    Returns (layers, pca_mean, pca_basis).
     """
     import optax
     from tqdm.auto import tqdm
@@ -177,7 +178,7 @@ def fit_residual_mlp(
 
     @jax.jit
     def update(params, state, key):
-        idx = jax.random.choice(key, n, (min(batch_size, n),), replace=False)
+        idx = jax.random.randint(key, (min(batch_size, n),), 0, n)  # with replacement: fast
         loss, grads = jax.value_and_grad(loss_fn)(params, x[idx], target[idx])
         updates, state = opt.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
@@ -273,10 +274,15 @@ def base_grid(bounds=None, *, num_omega_c=18, num_sigma_8=13, anova_omega_c=10,
 
 def fit_emulator(
     preset, theta, log_cl, ell, grid: BaseGrid, base_tables, *, bounds=None, progress=True,
-    **fit_kwargs,
+    low_data=None, low_fit=None, **fit_kwargs,
 ):  # fmt: skip
     """A FittedEmulator from a tabulated design theta (N, 6), log_cl (N, C(C+1)/2, L) on
-    `ell`, and the base tables `grid.assemble(...)` of jax-cosmo on `grid.design()`."""
+    `ell`, and the base tables `grid.assemble(...)` of jax-cosmo on `grid.design()`.
+
+    With `low_data` = (theta, log_cl) of extra points, a second, small-Omega_c MLP is fitted
+    (`fit_residual_mlp(**low_fit)`) on every point, design and extra, with Omega_c <
+    LOW_FIT_OMEGA_C_MAX, and blended in below LOW_BLEND[1] (`fitted_emulator.blend_weight`).
+    """
     from numpyro_diffprior.cosmology.emulator import spline_basis
 
     bounds = BOX_6_BOUNDS if bounds is None else bounds
@@ -314,16 +320,45 @@ def fit_emulator(
     layers, pca_mean, pca_basis = fit_residual_mlp(
         features, residual, weights, progress=progress, **fit_kwargs
     )
-    return dataclasses.replace(partial, layers=layers, pca_mean=pca_mean, pca_basis=pca_basis)
+    fitted = dataclasses.replace(partial, layers=layers, pca_mean=pca_mean, pca_basis=pca_basis)
+    if low_data is None:
+        return fitted
+    theta_low = np.concatenate([np.asarray(theta), np.asarray(low_data[0])])
+    log_cl_low = np.concatenate([np.asarray(log_cl), np.asarray(low_data[1])])
+    keep = theta_low[:, 0] < LOW_FIT_OMEGA_C_MAX
+    theta_low = f32(theta_low[keep])
+    low_bounds = np.array(bounds, copy=True)
+    low_bounds[0] = (bounds[0][0], LOW_FIT_OMEGA_C_MAX)
+    low_lo, low_hi = _feature_range(low_bounds)
+    base_values = np.asarray(jax.jit(jax.vmap(lambda t: base_log_cl(partial, t)))(theta_low))
+    residual = (log_cl_low[keep] - base_values).reshape(len(theta_low), -1)
+    features = jax.vmap(lambda t: box_features(t, f32(low_lo), f32(low_hi)))(theta_low)
+    low_layers, low_mean, low_basis = fit_residual_mlp(
+        features, residual, weights, progress=progress, **(low_fit or {})
+    )
+    return dataclasses.replace(
+        fitted, low_layers=low_layers, low_pca_mean=low_mean, low_pca_basis=low_basis,
+        low_feature_lo=f32(low_lo), low_feature_hi=f32(low_hi), blend=f32(LOW_BLEND),
+    )  # fmt: skip
+
+
+LOW_FIT_OMEGA_C_MAX = 0.1  # the small-Omega_c MLP is fitted on the points below this
+LOW_BLEND = (0.06, 0.09)  # Omega_c range where the small-Omega_c fit hands over to the main one
+LOW_FIT = {"width": 256, "depth": 4, "steps": 30000}  # its network and fit length
+CORNER_OMEGA_C_MAX = 0.08  # upper Omega_c of the corner shards (for the small-Omega_c fit)
+CORNER_DESIGN_SIZE = 3000  # corner shard k tabulates the first rows of a design this long
 
 
 LOW_OMEGA_C_MAX = 0.12  # upper Omega_c of the extra design shards (the hardest region)
 
 
-def _shards(preset, num_points, shard_size, seed, num_low_points, low_shard_size, bounds):
+def _shards(preset, num_points, shard_size, seed, num_low_points, low_shard_size, bounds,
+            num_corner_points=0, corner_shard_size=1000):  # fmt: skip
     """[(name, theta, cache file name)] of every design shard of the build recipe."""
     low_bounds = np.array(bounds, copy=True)
     low_bounds[0] = (bounds[0][0], LOW_OMEGA_C_MAX)
+    corner_bounds = np.array(bounds, copy=True)
+    corner_bounds[0] = (bounds[0][0], CORNER_OMEGA_C_MAX)
     out = []
     for k in range(num_points // shard_size):
         theta = design_points(shard_size, bounds, seed=seed + k)
@@ -331,6 +366,11 @@ def _shards(preset, num_points, shard_size, seed, num_low_points, low_shard_size
     for k in range(num_low_points // low_shard_size):
         theta = design_points(low_shard_size, low_bounds, seed=100 + seed + k)
         out.append((f"low{k}", theta, f"low_{preset.name}_{100 + seed + k}.npz"))
+    for k in range(num_corner_points // corner_shard_size):
+        theta = design_points(CORNER_DESIGN_SIZE, corner_bounds, seed=299 + seed + k)
+        out.append(
+            (f"corner{k}", theta[:corner_shard_size], f"corner_{preset.name}_{299 + seed + k}.npz")
+        )
     return out
 
 
@@ -342,6 +382,9 @@ def build_fitted_emulator(
     shard_size: int = 2500,
     num_low_points: int = 2000,
     low_shard_size: int = 1000,
+    num_corner_points: int = 13000,
+    corner_shard_size: int = 1000,
+    low_fit: dict | None = None,
     num_ell: int = 40,
     cache_dir=None,
     only_shard: str | int | None = None,
@@ -354,7 +397,12 @@ def build_fitted_emulator(
     `cache_dir/base_<preset>.npz`), on `num_points / shard_size` design shards (shard k =
     `design_points(shard_size, seed=seed + k)`, cached as `design_<preset>_<seed + k>.npz`) and
     on `num_low_points / low_shard_size` extra shards with Omega_c < LOW_OMEGA_C_MAX, where the
-    spectra change fastest (seed 100 + seed + k, `low_<preset>_<seed>.npz`). Every cache
+    spectra change fastest (seed 100 + seed + k, `low_<preset>_<seed>.npz`), and on
+    `num_corner_points / corner_shard_size` corner shards with Omega_c < CORNER_OMEGA_C_MAX
+    (the first `corner_shard_size` rows of a CORNER_DESIGN_SIZE design of seed 299 + seed + k,
+    `corner_<preset>_<seed>.npz`), which only the small-Omega_c fit (`low_fit`, default
+    LOW_FIT; none when `num_corner_points` is 0) sees, with the other points below
+    LOW_FIT_OMEGA_C_MAX. Every cache
     resumes; `only_shard` ("base", "0", "1", ..., "low0", ...) tabulates one of them and returns
     None, so separate processes can share the work before a last call assembles and fits.
     """
@@ -371,8 +419,15 @@ def build_fitted_emulator(
         )
     if num_points % shard_size or num_low_points % low_shard_size:
         raise ValueError("num_points / num_low_points must be multiples of their shard sizes")
+    if num_corner_points % corner_shard_size or corner_shard_size > CORNER_DESIGN_SIZE:
+        raise ValueError(
+            f"num_corner_points must be a multiple of corner_shard_size <= {CORNER_DESIGN_SIZE}"
+        )
     bounds = BOX_6_BOUNDS
-    shards = _shards(preset, num_points, shard_size, seed, num_low_points, low_shard_size, bounds)
+    shards = _shards(
+        preset, num_points, shard_size, seed, num_low_points, low_shard_size, bounds,
+        num_corner_points, corner_shard_size,
+    )  # fmt: skip
     names = ["base"] + [name for name, _, _ in shards]
     if only_shard is not None and str(only_shard) not in names:
         raise ValueError(f"only_shard must be one of {names}, got {only_shard!r}")
@@ -383,15 +438,23 @@ def build_fitted_emulator(
     if "base" in wanted:
         cache = cache_dir / f"base_{preset.name}.npz"
         base_log = tabulate_design(preset, grid.design(), ell, cache=cache, progress=progress)
-    thetas, tables = [], []
+    main, corner = ([], []), ([], [])
     for name, theta, file in shards:
         if name in wanted:
             table = tabulate_design(preset, theta, ell, cache=cache_dir / file, progress=progress)
-            thetas.append(theta)
-            tables.append(table)
+            part = corner if name.startswith("corner") else main
+            part[0].append(theta)
+            part[1].append(table)
     if only_shard is not None:
         return None
+    low_data = None
+    if corner[0]:  # the small-Omega_c fit also sees the base table nodes
+        low_data = (
+            np.concatenate(corner[0] + [grid.design()]),
+            np.concatenate(corner[1] + [base_log]),
+        )
     return fit_emulator(
-        preset, np.concatenate(thetas), np.concatenate(tables), ell, grid, grid.assemble(base_log),
-        bounds=bounds, progress=progress, **fit_kwargs,
+        preset, np.concatenate(main[0]), np.concatenate(main[1]), ell, grid,
+        grid.assemble(base_log), bounds=bounds, progress=progress, low_data=low_data,
+        low_fit=LOW_FIT if low_fit is None else low_fit, **fit_kwargs,
     )  # fmt: skip

@@ -31,6 +31,7 @@ from numpyro_diffprior.cosmology.params import FIDUCIAL, PARAMETER_NAMES
 __all__ = [
     "BOX_6",
     "FittedEmulator",
+    "blend_weight",
     "box_features",
     "base_log_cl",
     "residual_log_cl",
@@ -60,7 +61,8 @@ _BASE_OFFSET = FIDUCIAL["Omega_b"]  # base spline coordinate: log(Omega_c + Omeg
     data_fields=[
         "ell", "bounds", "base_knots", "base_basis", "base_log_cl",
         "anova_knots", "anova_basis", "anova_log_cl", "layers", "pca_mean", "pca_basis",
-        "feature_lo", "feature_hi",
+        "feature_lo", "feature_hi", "low_layers", "low_pca_mean", "low_pca_basis",
+        "low_feature_lo", "low_feature_hi", "blend",
     ],
     meta_fields=["param_names", "preset_json"],
 )  # fmt: skip
@@ -76,6 +78,10 @@ class FittedEmulator:
     (Omega_c, sigma_8, theta_p) grid; layers: ((W, b), ...) of the
     MLP (tanh hidden layers, linear output, linear skip); the MLP output y gives
     R = pca_mean + y @ pca_basis; feature_lo / feature_hi (10,) scale the inputs to [-1, 1].
+
+    Optional small-Omega_c fit (`low_*`, empty in format-1 files without one): a second MLP of
+    the same form, fitted only where Omega_c < `blend[1]`; R is its value below `blend[0]`,
+    the main fit's above `blend[1]`, and a C^1 smoothstep mix in between.
     """
 
     ell: jax.Array
@@ -93,6 +99,12 @@ class FittedEmulator:
     feature_hi: jax.Array
     param_names: tuple[str, ...]
     preset_json: str
+    low_layers: tuple = ()
+    low_pca_mean: jax.Array | None = None
+    low_pca_basis: jax.Array | None = None
+    low_feature_lo: jax.Array | None = None
+    low_feature_hi: jax.Array | None = None
+    blend: jax.Array | None = None
 
     @property
     def n_bins(self) -> int:
@@ -181,11 +193,28 @@ def mlp(layers, x):
     return h @ w + b + x @ s_w + s_b
 
 
+def _fit_value(layers, pca_mean, pca_basis, feature_lo, feature_hi, theta):
+    return pca_mean + mlp(layers, box_features(theta, feature_lo, feature_hi)) @ pca_basis
+
+
+def blend_weight(omega_c, blend):
+    """Weight of the main fit: 0 below blend[0], 1 above blend[1], smoothstep (C^1) between."""
+    t = jnp.clip((omega_c - blend[0]) / (blend[1] - blend[0]), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
 def residual_log_cl(emulator: FittedEmulator, theta):
     """The fitted residual R of log C_l pairs, (C(C+1)/2, L)."""
-    x = box_features(theta, emulator.feature_lo, emulator.feature_hi)
-    y = emulator.pca_mean + mlp(emulator.layers, x) @ emulator.pca_basis
-    return y.reshape(emulator.base_log_cl.shape[-2:])
+    e = emulator
+    y = _fit_value(e.layers, e.pca_mean, e.pca_basis, e.feature_lo, e.feature_hi, theta)
+    if e.low_layers:
+        y_low = _fit_value(
+            e.low_layers, e.low_pca_mean, e.low_pca_basis, e.low_feature_lo, e.low_feature_hi,
+            theta,
+        )  # fmt: skip
+        w = blend_weight(theta[..., 0], e.blend)
+        y = w * y + (1.0 - w) * y_low
+    return y.reshape(e.base_log_cl.shape[-2:])
 
 
 def fitted_to_arrays(emulator: FittedEmulator) -> dict:
@@ -195,6 +224,7 @@ def fitted_to_arrays(emulator: FittedEmulator) -> dict:
         "format_version": FORMAT_VERSION,
         "param_names": list(emulator.param_names),
         "num_layers": len(emulator.layers),
+        "num_low_layers": len(emulator.low_layers),
     }
     arrays = {
         "ell": np.asarray(emulator.ell),
@@ -215,6 +245,12 @@ def fitted_to_arrays(emulator: FittedEmulator) -> dict:
     for i, (w, b) in enumerate(emulator.layers):
         arrays[f"layer_{i}_w"] = np.asarray(w, np.float32)
         arrays[f"layer_{i}_b"] = np.asarray(b, np.float32)
+    if emulator.low_layers:
+        for name in ("low_pca_mean", "low_pca_basis", "low_feature_lo", "low_feature_hi", "blend"):
+            arrays[name] = np.asarray(getattr(emulator, name), np.float32)
+        for i, (w, b) in enumerate(emulator.low_layers):
+            arrays[f"low_layer_{i}_w"] = np.asarray(w, np.float32)
+            arrays[f"low_layer_{i}_b"] = np.asarray(b, np.float32)
     return arrays
 
 
@@ -234,6 +270,14 @@ def fitted_from_arrays(data) -> FittedEmulator:
     layers = tuple(
         (f32(data[f"layer_{i}_w"]), f32(data[f"layer_{i}_b"])) for i in range(meta["num_layers"])
     )
+    low = {}
+    if meta.get("num_low_layers", 0):
+        low["low_layers"] = tuple(
+            (f32(data[f"low_layer_{i}_w"]), f32(data[f"low_layer_{i}_b"]))
+            for i in range(meta["num_low_layers"])
+        )
+        for name in ("low_pca_mean", "low_pca_basis", "low_feature_lo", "low_feature_hi", "blend"):
+            low[name] = f32(data[name])
     return FittedEmulator(
         ell=f32(data["ell"]),
         bounds=f32(data["bounds"]),
@@ -250,4 +294,5 @@ def fitted_from_arrays(data) -> FittedEmulator:
         feature_hi=f32(data["feature_hi"]),
         param_names=tuple(meta["param_names"]),
         preset_json=str(data["preset_json"]),
+        **low,
     )

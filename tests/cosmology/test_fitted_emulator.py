@@ -1,6 +1,8 @@
 """The 6-parameter fitted emulator (lsst-y10-jade): accuracy vs jax-cosmo, exact shifts,
 differentiability, the build pipeline (resumable tabulation, fit) and round trips."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 
 from numpyro_diffprior.cosmology import emulator as emu
 from numpyro_diffprior.cosmology import emulator_fit as ef
+from numpyro_diffprior.cosmology import fitted_emulator as fe
 from numpyro_diffprior.cosmology import spectra
 from numpyro_diffprior.cosmology.fitted_emulator import BOX_6, FittedEmulator
 from numpyro_diffprior.cosmology.params import FIDUCIAL, PARAMETER_NAMES, prior_distribution
@@ -74,21 +77,17 @@ def test_jade_matches_jax_cosmo_at_fiducial(jade, reference_cl):
 
 @pytest.mark.slow
 def test_jade_matches_jax_cosmo_on_prior_draws(jade, reference_cl):
-    """100 prior draws (seed 7) vs jax-cosmo over the resolved l.
+    """100 prior draws (seed 7) vs jax-cosmo over the resolved l: issue 2's max <= 1 %.
 
-    Issue 2 asks for max <= 1 %; the shipped fit reaches median 0.15 %, 95th percentile 0.47 %,
-    and one draw (Omega_c = 0.028, baryon-dominated) at 1.26 % — so this asserts the measured
-    levels with a margin (median <= 0.3 %, p95 <= 1 %, max <= 2 %; max <= 1 % for
-    Omega_c >= 0.05). docs/cosmology.md has the larger-sample numbers.
+    Measured with the shipped fit (main MLP + small-Omega_c MLP): median 0.17 %, 95th
+    percentile 0.47 %, max 0.65 % (Omega_c = 0.028). docs/cosmology.md has 300 more draws.
     """
     theta = _prior_draws(100, seed=7, bounds=jade.bounds)
     assert theta.shape == (100, 6)
     err = _max_rel_error(jade, theta, reference_cl)
     assert np.median(err) <= 0.003, np.median(err)
     assert np.quantile(err, 0.95) <= TOL, np.quantile(err, 0.95)
-    assert err.max() <= 2 * TOL, f"max rel error {err.max():.4f} at theta={theta[err.argmax()]}"
-    typical = theta[:, 0] >= 0.05
-    assert err[typical].max() <= TOL, err[typical].max()
+    assert err.max() <= TOL, f"max rel error {err.max():.4f} at theta={theta[err.argmax()]}"
 
 
 def test_jade_gradient_matches_finite_differences(jade):
@@ -178,30 +177,82 @@ def test_tabulation_resumes_without_loss_or_duplicates(monkeypatch, tmp_path):
         ef.tabulate_design(JADE, theta[:6], ell, cache=cache, progress=False)
 
 
-def test_fit_recovers_a_smooth_closed_form_spectrum():
-    """On the toy spectra, base tables + MLP residual reach < 0.1% on held-out draws (seed 0)."""
-    ell = np.geomspace(50, 8000, 12)
+TOY_ELL = np.geomspace(50, 8000, 12)
+TOY_FIT = dict(steps=3000, width=64, depth=2, num_components=8)
+
+
+def _toy_table(theta):
     rows, cols = np.triu_indices(5)
+    cl = [np.log(np.asarray(_toy_cl(t, JADE.survey, TOY_ELL)))[rows, cols] for t in theta]
+    return np.stack(cl)
 
-    def table(theta):
-        cl = [np.log(np.asarray(_toy_cl(t, JADE.survey, ell)))[rows, cols] for t in theta]
-        return np.stack(cl)
 
+def _toy_grid():
     grid = ef.base_grid(num_omega_c=8, num_sigma_8=5, anova_omega_c=5, anova_sigma_8=4,
                         anova_param=5)  # fmt: skip
     design = grid.design()
     assert design.shape == (8 * 5 + 5 * 4 + 4 * 4 * 5 * 4, 6)
-    base, first_order = grid.assemble(table(design))
+    base, first_order = grid.assemble(_toy_table(design))
     assert first_order.shape == (4, 5, 4, 5, 15, 12)
+    return grid, (base, first_order)
+
+
+def _toy_error(e, theta):
+    got = np.asarray(jax.vmap(e.log_cl_pairs)(jnp.asarray(theta, jnp.float32)))
+    return np.abs(np.expm1(got - _toy_table(theta))).max()
+
+
+def test_fit_recovers_a_smooth_closed_form_spectrum():
+    """On the toy spectra, base tables + MLP residual reach < 0.1% on held-out draws (seed 0)."""
+    grid, tables = _toy_grid()
     bounds = np.array([BOX_6[n] for n in PARAMETER_NAMES])
     theta, test = ef.design_points(600, bounds, seed=0), ef.design_points(100, bounds, seed=1)
-    e = ef.fit_emulator(
-        JADE, theta, table(theta), ell, grid, (base, first_order), progress=False, steps=3000,
-        width=64, depth=2, num_components=8,
-    )  # fmt: skip
-    got = np.asarray(jax.vmap(e.log_cl_pairs)(jnp.asarray(test, jnp.float32)))
-    err = np.abs(np.expm1(got - table(test))).max()
+    e = ef.fit_emulator(JADE, theta, _toy_table(theta), TOY_ELL, grid, tables, progress=False,
+                        **TOY_FIT)  # fmt: skip
+    assert not e.low_layers
+    err = _toy_error(e, test)
     assert err < 1e-3, err
+
+
+def test_small_omega_c_fit_is_blended_in_and_saved(tmp_path):
+    """`low_data` adds a second MLP: the residual is exactly the small-Omega_c fit below
+    LOW_BLEND[0], the main fit above LOW_BLEND[1], the smoothstep mix between; both are
+    accurate on the toy spectra and survive a save/load round trip."""
+    grid, tables = _toy_grid()
+    bounds = np.array([BOX_6[n] for n in PARAMETER_NAMES])
+    corner_bounds = bounds.copy()
+    corner_bounds[0] = (bounds[0][0], ef.CORNER_OMEGA_C_MAX)
+    theta, corner = ef.design_points(600, bounds, seed=0), ef.design_points(300, corner_bounds, 2)
+    e = ef.fit_emulator(
+        JADE, theta, _toy_table(theta), TOY_ELL, grid, tables, progress=False,
+        low_data=(corner, _toy_table(corner)), low_fit=TOY_FIT, **TOY_FIT,
+    )  # fmt: skip
+    assert e.low_layers and np.allclose(e.blend, ef.LOW_BLEND)
+    main_only = dataclasses.replace(e, low_layers=())
+    low_only = dataclasses.replace(
+        e, layers=e.low_layers, pca_mean=e.low_pca_mean, pca_basis=e.low_pca_basis,
+        feature_lo=e.low_feature_lo, feature_hi=e.low_feature_hi, low_layers=(),
+    )  # fmt: skip
+    t = jnp.asarray(FID6, jnp.float32)
+    at = lambda emulator, oc: np.asarray(emulator.log_cl_pairs(t.at[0].set(oc)))  # noqa: E731
+    np.testing.assert_array_equal(at(e, 0.03), at(low_only, 0.03))
+    np.testing.assert_array_equal(at(e, 0.3), at(main_only, 0.3))
+    mid = 0.5 * sum(ef.LOW_BLEND)
+    np.testing.assert_allclose(
+        at(e, mid), 0.5 * (at(low_only, mid) + at(main_only, mid)), atol=1e-6
+    )
+    assert float(fe.blend_weight(ef.LOW_BLEND[0], e.blend)) == 0.0
+    assert float(fe.blend_weight(ef.LOW_BLEND[1], e.blend)) == 1.0
+    slope = jax.grad(lambda oc: fe.blend_weight(oc, e.blend))
+    peak = float(slope(mid))  # 1.5 / width; C^1: the slope vanishes at both ends
+    assert abs(float(slope(ef.LOW_BLEND[0] + 1e-5))) < 0.01 * peak
+    assert abs(float(slope(ef.LOW_BLEND[1] - 1e-5))) < 0.01 * peak
+    test = ef.design_points(100, corner_bounds, seed=3)
+    err, err_main = _toy_error(e, test), _toy_error(main_only, test)
+    assert err < 3e-3 and err < err_main, (err, err_main)
+    again = emu.load_emulator_file(emu.save_emulator(e, tmp_path / "blend.npz"), preset=JADE.name)
+    for oc in (0.03, mid, 0.3):
+        np.testing.assert_allclose(at(again, oc), at(e, oc), rtol=1e-6)
 
 
 def test_jade_preset_simulates_maps(jade):
@@ -224,5 +275,22 @@ def test_build_recipe_rejects_bad_requests(tmp_path):
         ef.build_fitted_emulator(JADE, cache_dir=tmp_path, only_shard="nope")
     with pytest.raises(ValueError, match="multiples"):
         ef.build_fitted_emulator(JADE, cache_dir=tmp_path, num_points=1000, shard_size=300)
+    with pytest.raises(ValueError, match="num_corner_points"):
+        ef.build_fitted_emulator(JADE, cache_dir=tmp_path, num_corner_points=1500)
     with pytest.raises(SystemExit, match="--cache-dir"):
         main(["build-emulator", "--preset", "lsst-y10-jade", "--shard", "0"])
+
+
+def test_corner_shards_are_seeded_prefixes_at_small_omega_c():
+    """Corner shard k: the first rows of a CORNER_DESIGN_SIZE design of seed 299 + seed + k,
+    all with Omega_c < CORNER_OMEGA_C_MAX (so a larger shard size extends, never redraws)."""
+    shards = ef._shards(JADE, 5000, 2500, 1, 2000, 1000, ef.BOX_6_BOUNDS, 2000, 1000)
+    corner = [s for s in shards if s[0].startswith("corner")]
+    assert [name for name, _, _ in corner] == ["corner0", "corner1"]
+    bigger = ef._shards(JADE, 5000, 2500, 1, 2000, 1000, ef.BOX_6_BOUNDS, 3000, 1500)
+    for k, (_, theta, file) in enumerate(corner):
+        assert file == f"corner_lsst-y10-jade_{300 + k}.npz"
+        assert theta.shape == (1000, 6) and theta[:, 0].max() < ef.CORNER_OMEGA_C_MAX
+        np.testing.assert_array_equal(
+            theta, dict((n, t) for n, t, _ in bigger)[f"corner{k}"][:1000]
+        )
