@@ -312,29 +312,28 @@ def fit_emulator(
         param_names=tuple(preset.param_names),
         preset_json=preset.to_json(),
     )
-    theta32 = f32(theta)
-    base_values = np.asarray(jax.jit(jax.vmap(lambda t: base_log_cl(partial, t)))(theta32))
-    residual = (np.asarray(log_cl) - base_values).reshape(len(theta), -1)
-    features = jax.vmap(lambda t: box_features(t, partial.feature_lo, partial.feature_hi))(theta32)
-    weights = np.tile(np.where(resolved_ell(preset, ell), 1.0, 0.1), residual.shape[1] // len(ell))
-    layers, pca_mean, pca_basis = fit_residual_mlp(
-        features, residual, weights, progress=progress, **fit_kwargs
-    )
+    weights = np.tile(np.where(resolved_ell(preset, ell), 1.0, 0.1), np.shape(log_cl)[-2])
+
+    def fit_residual(theta, log_cl, feature_lo, feature_hi, fit_kwargs):
+        """fit_residual_mlp on log_cl minus the spline part, from box-scaled features."""
+        theta = f32(theta)
+        base_values = np.asarray(jax.jit(jax.vmap(lambda t: base_log_cl(partial, t)))(theta))
+        residual = (np.asarray(log_cl) - base_values).reshape(len(theta), -1)
+        features = jax.vmap(lambda t: box_features(t, f32(feature_lo), f32(feature_hi)))(theta)
+        return fit_residual_mlp(features, residual, weights, progress=progress, **fit_kwargs)
+
+    layers, pca_mean, pca_basis = fit_residual(theta, log_cl, feature_lo, feature_hi, fit_kwargs)
     fitted = dataclasses.replace(partial, layers=layers, pca_mean=pca_mean, pca_basis=pca_basis)
     if low_data is None:
         return fitted
     theta_low = np.concatenate([np.asarray(theta), np.asarray(low_data[0])])
     log_cl_low = np.concatenate([np.asarray(log_cl), np.asarray(low_data[1])])
     keep = theta_low[:, 0] < LOW_FIT_OMEGA_C_MAX
-    theta_low = f32(theta_low[keep])
     low_bounds = np.array(bounds, copy=True)
     low_bounds[0] = (bounds[0][0], LOW_FIT_OMEGA_C_MAX)
     low_lo, low_hi = _feature_range(low_bounds)
-    base_values = np.asarray(jax.jit(jax.vmap(lambda t: base_log_cl(partial, t)))(theta_low))
-    residual = (log_cl_low[keep] - base_values).reshape(len(theta_low), -1)
-    features = jax.vmap(lambda t: box_features(t, f32(low_lo), f32(low_hi)))(theta_low)
-    low_layers, low_mean, low_basis = fit_residual_mlp(
-        features, residual, weights, progress=progress, **(low_fit or {})
+    low_layers, low_mean, low_basis = fit_residual(
+        theta_low[keep], log_cl_low[keep], low_lo, low_hi, low_fit or {}
     )
     return dataclasses.replace(
         fitted, low_layers=low_layers, low_pca_mean=low_mean, low_pca_basis=low_basis,

@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 KIND = "fitted-mlp"
+_LOW_ARRAYS = ("low_pca_mean", "low_pca_basis", "low_feature_lo", "low_feature_hi", "blend")
 FORMAT_VERSION = 1
 # Box: the prior's +-4 sigma for the Gaussian parameters, the whole support of w_0, and Omega_c
 # in [0.02, 1.0] like the 2-parameter tables (jax-cosmo is erratic below; docs/cosmology.md).
@@ -246,7 +247,7 @@ def fitted_to_arrays(emulator: FittedEmulator) -> dict:
         arrays[f"layer_{i}_w"] = np.asarray(w, np.float32)
         arrays[f"layer_{i}_b"] = np.asarray(b, np.float32)
     if emulator.low_layers:
-        for name in ("low_pca_mean", "low_pca_basis", "low_feature_lo", "low_feature_hi", "blend"):
+        for name in _LOW_ARRAYS:
             arrays[name] = np.asarray(getattr(emulator, name), np.float32)
         for i, (w, b) in enumerate(emulator.low_layers):
             arrays[f"low_layer_{i}_w"] = np.asarray(w, np.float32)
@@ -276,7 +277,7 @@ def fitted_from_arrays(data) -> FittedEmulator:
             (f32(data[f"low_layer_{i}_w"]), f32(data[f"low_layer_{i}_b"]))
             for i in range(meta["num_low_layers"])
         )
-        for name in ("low_pca_mean", "low_pca_basis", "low_feature_lo", "low_feature_hi", "blend"):
+        for name in _LOW_ARRAYS:
             low[name] = f32(data[name])
     return FittedEmulator(
         ell=f32(data["ell"]),
