@@ -7,7 +7,9 @@ The exact amplitude oracle (`oracles.amplitude_oracle`): theta = A sets the *var
 map, as sigma_8 does, and the posterior p(A | y) is an exact 1-D integral. With
 --noise 0.03 against a map std of 0.02 and a 16 x 16 map, the small scales are
 noise-dominated and left to the prior, like those of the 32 x 32 survey maps. Each setting is
-`mmps_covariance[:sigma_max]`, with the class defaults otherwise. The script writes
+`mmps_covariance[:sigma_max][+ncK]`, with the class defaults otherwise; `+ncK` refines the draws
+by K non-centred HMC trajectories (`noncentred_steps=K`, the oracle's exact
+`oracles.amplitude_whitening`). The script writes
 benchmarks/results/oracle_shrinkage.md: for each observation, the exact posterior, the
 sampler's mean and sd, the bias in exact-posterior sd and the sd ratio.
 """
@@ -42,7 +44,7 @@ def main(argv=None):
     parser.add_argument("--noise", type=float, default=0.03)
     parser.add_argument("--seeds", default="1,2,3,4")
     parser.add_argument("--num", type=int, default=128)
-    parser.add_argument("--settings", default="kappa,cross,kappa:20")
+    parser.add_argument("--settings", default="kappa,cross,kappa:20,kappa+nc40")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     shape = (1, args.npix, args.npix)
@@ -60,8 +62,12 @@ def main(argv=None):
             oracle, normalizer, shape, operator, np.asarray(shear, np.float64), args.noise
         )
         for setting in args.settings.split(","):
-            cov, _, smax = setting.partition(":")
+            base, _, nc = setting.partition("+nc")
+            cov, _, smax = base.partition(":")
             kwargs = {"sigma_max": float(smax)} if smax else {}
+            if nc:
+                kwargs.update(noncentred_steps=int(nc),
+                              whitening=oracles.amplitude_whitening(oracle))  # fmt: skip
             sampler = DiffusionPosteriorSampler(
                 shear_model, mmps_covariance=cov, chunk_size=args.num, progress_bar=False, **kwargs
             )

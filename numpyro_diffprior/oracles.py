@@ -248,6 +248,23 @@ def _amplitude_denoise_one(o: AmplitudeOracle, x, sigma, num_nodes):
     return jnp.concatenate([theta_hat[None], o.eigvecs @ (shrink * q)])
 
 
+def amplitude_whitening(oracle: AmplitudeOracle):
+    """The oracle's exact non-centring, kappa_n = A V diag(eigvals)^(1/2) w (an
+    `infer.noncentred.Whitening`): w ~ N(0, I) independent of A under the prior."""
+    from numpyro_diffprior.infer.noncentred import Whitening
+
+    root = jnp.sqrt(oracle.eigvals)
+    amp = lambda theta_n: oracle.amp_mean + oracle.amp_std * theta_n[0]
+
+    def to_map(theta_n, w):
+        log_det = jnp.sum(jnp.log(root)) + root.shape[0] * jnp.log(jnp.abs(amp(theta_n)))
+        return amp(theta_n) * (oracle.eigvecs @ (root * w)), log_det
+
+    return Whitening(
+        to_map, lambda theta_n, kappa_n: (oracle.eigvecs.T @ kappa_n) / (root * amp(theta_n))
+    )
+
+
 def amplitude_posterior(oracle, normalizer, map_shape, operator, y, noise_std, mask=None):
     """Exact p(A | y) on a fine grid and the posterior mean of kappa (physical), for
     y = operator @ kappa_phys + noise (1-D quadrature + Wiener filter)."""

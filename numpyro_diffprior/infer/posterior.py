@@ -25,6 +25,12 @@ from numpyro_diffprior.infer.guidance import (
     normalised_observation,
 )
 from numpyro_diffprior.infer.model_tracing import linear_gaussian, make_log_likelihood
+from numpyro_diffprior.infer.noncentred import (
+    Whitening,
+    identity_whitening,
+    noncentred_hmc,
+    spectral_whitening,
+)
 from numpyro_diffprior.infer.runner import GUIDANCE, _ModelSampler
 
 __all__ = [
@@ -184,6 +190,13 @@ class DiffusionPosteriorSampler(_ModelSampler):
     prior (`diffusion.samplers.sample_theta_given_kappa`, 2 theta_refresh_steps - 1 more
     denoiser calls): exact because the likelihood sees kappa only, and it makes theta agree with
     the drawn map (docs/sampling.md: with the shipped model it moves sigma_8 onto NUTS).
+
+    noncentred_steps > 0 refines each draw by that many unadjusted HMC trajectories of
+    noncentred_leapfrog steps (size noncentred_step_size) on p_sigma(x) p(y | x) at
+    sigma = noncentred_sigma, in non-centred coordinates (`infer.noncentred`; one denoiser call
+    per leapfrog step). It removes MMPS' shrinkage of theta towards the prior mean far from it.
+    whitening: "spectral" (the preset's theory spectrum; the default for priors with a preset),
+    "identity", or an `infer.noncentred.Whitening`.
     """
 
     method = "diffusion"
@@ -205,6 +218,11 @@ class DiffusionPosteriorSampler(_ModelSampler):
         mmps_covariance="kappa",
         guidance_clip=2.0,
         theta_refresh_steps=0,
+        noncentred_steps=0,
+        noncentred_leapfrog=16,
+        noncentred_step_size=0.05,
+        noncentred_sigma=0.02,
+        whitening=None,
         chunk_size=256,
         num_chains=4,
         progress_bar=True,
@@ -234,6 +252,21 @@ class DiffusionPosteriorSampler(_ModelSampler):
         if theta_refresh_steps < 0:
             raise ValueError(f"theta_refresh_steps must be >= 0, got {theta_refresh_steps}")
         self.theta_refresh_steps = int(theta_refresh_steps)
+        if noncentred_steps < 0 or noncentred_leapfrog < 1:
+            raise ValueError(
+                f"noncentred_steps must be >= 0 and noncentred_leapfrog >= 1, got "
+                f"{noncentred_steps} and {noncentred_leapfrog}"
+            )
+        if not (noncentred_step_size > 0 and noncentred_sigma > 0):
+            raise ValueError("noncentred_step_size and noncentred_sigma must be > 0")
+        if not (whitening is None or whitening in ("spectral", "identity")
+                or isinstance(whitening, Whitening)):  # fmt: skip
+            raise ValueError(
+                f"whitening must be 'spectral', 'identity' or a Whitening, got {whitening!r}"
+            )
+        self.noncentred_steps, self.noncentred_leapfrog = int(noncentred_steps), noncentred_leapfrog
+        self.noncentred_step_size, self.noncentred_sigma = noncentred_step_size, noncentred_sigma
+        self.whitening = whitening
         super().__init__(
             model,
             guidance=guidance,
@@ -248,6 +281,7 @@ class DiffusionPosteriorSampler(_ModelSampler):
         calls = steps * (1 + self.num_corrector_steps)
         if self.theta_refresh_steps:
             calls += 2 * self.theta_refresh_steps - 1
+        calls += self.noncentred_steps * self.noncentred_leapfrog
         return {
             "sampler": self.sampler,
             "num_steps": self.num_steps,
@@ -257,6 +291,10 @@ class DiffusionPosteriorSampler(_ModelSampler):
             "theta_refresh_steps": self.theta_refresh_steps,
             "mmps_covariance": self.mmps_covariance,
             "guidance_clip": "none" if self.guidance_clip is None else float(self.guidance_clip),
+            "noncentred_steps": self.noncentred_steps,
+            "noncentred_leapfrog": self.noncentred_leapfrog,
+            "noncentred_step_size": float(self.noncentred_step_size),
+            "noncentred_sigma": float(self.noncentred_sigma),
             "denoiser_calls_per_draw": calls,
         }
 
@@ -296,4 +334,25 @@ class DiffusionPosteriorSampler(_ModelSampler):
                 prior.n_params,
                 num_steps=self.theta_refresh_steps,
             )
+        if self.noncentred_steps:
+            log_lik = make_log_likelihood(model, info, model_kwargs)
+            x_n = noncentred_hmc(
+                jax.random.fold_in(rng_key, 9),
+                x_n,
+                denoise_fn=prior.denoise_normalized,
+                log_likelihood_n=lambda v: log_lik(prior.from_normalized(v)),
+                whitening=self._whitening(prior),
+                n_params=prior.n_params,
+                sigma=self.noncentred_sigma,
+                num_iterations=self.noncentred_steps,
+                num_leapfrog=self.noncentred_leapfrog,
+                step_size=self.noncentred_step_size,
+            )
         return x_n, {}
+
+    def _whitening(self, prior) -> Whitening:
+        if isinstance(self.whitening, Whitening):
+            return self.whitening
+        if self.whitening == "identity" or (self.whitening is None and prior.preset is None):
+            return identity_whitening()
+        return spectral_whitening(prior)
