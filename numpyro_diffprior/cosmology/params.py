@@ -25,21 +25,32 @@ FIDUCIAL: dict[str, float] = {
 }
 
 
-def prior_distribution(name: str) -> dist.Distribution:
-    """The prior of one parameter (DESIGN §2.1)."""
-    if name == "Omega_c":
-        return dist.TruncatedNormal(0.2664, 0.2, low=0.0)
-    if name == "Omega_b":
-        return dist.Normal(0.0492, 0.006)
-    if name == "sigma_8":
-        return dist.Normal(0.831, 0.14)
-    if name == "h":
-        return dist.Normal(0.6727, 0.063)
-    if name == "n_s":
-        return dist.Normal(0.9645, 0.08)
-    if name == "w_0":
-        return dist.TruncatedNormal(-1.0, 0.9, low=-2.0, high=-0.3)
-    raise ValueError(f"unknown parameter {name!r}; valid: {list(PARAMETER_NAMES)}")
+# (loc, scale, low, high) of each (truncated) normal prior, DESIGN §2.1.
+_PRIORS: dict[str, tuple[float, float, float, float]] = {
+    "Omega_c": (0.2664, 0.2, 0.0, jnp.inf),
+    "Omega_b": (0.0492, 0.006, -jnp.inf, jnp.inf),
+    "sigma_8": (0.831, 0.14, -jnp.inf, jnp.inf),
+    "h": (0.6727, 0.063, -jnp.inf, jnp.inf),
+    "n_s": (0.9645, 0.08, -jnp.inf, jnp.inf),
+    "w_0": (-1.0, 0.9, -2.0, -0.3),
+}
+
+
+def prior_distribution(name: str, low=None, high=None) -> dist.Distribution:
+    """The prior of one parameter (DESIGN §2.1); with `low` and `high` (an emulator box's
+    edges, may be traced) it is further restricted to [low, high]."""
+    if name not in _PRIORS:
+        raise ValueError(f"unknown parameter {name!r}; valid: {list(PARAMETER_NAMES)}")
+    loc, scale, lo, hi = _PRIORS[name]
+    if low is not None or high is not None:
+        lo = lo if low is None else jnp.maximum(lo, low)
+        hi = hi if high is None else jnp.minimum(hi, high)
+        return dist.TruncatedNormal(loc, scale, low=lo, high=hi)
+    if lo == -jnp.inf and hi == jnp.inf:
+        return dist.Normal(loc, scale)
+    return dist.TruncatedNormal(
+        loc, scale, low=None if lo == -jnp.inf else lo, high=None if hi == jnp.inf else hi
+    )
 
 
 def prior_mean_std(names) -> tuple[jnp.ndarray, jnp.ndarray]:

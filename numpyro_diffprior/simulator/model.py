@@ -96,7 +96,8 @@ def lensing_model(
 ):
     """Field-level log-normal weak-lensing model.
 
-    Sites: one per sampled parameter (``preset.param_names``, with its prior), ``z`` (C, N, N)
+    Sites: one per sampled parameter (``preset.param_names``, with its prior restricted to the
+    emulator's box, as for the simulator's training maps and calibration truths), ``z`` (C, N, N)
     standard normal, deterministic ``theta`` (P,) and ``kappa`` (C, N, N), and ``shear``
     (C, 2, N, N) observed at ``shear_obs`` (pass None for prior-predictive mocks).
 
@@ -113,8 +114,13 @@ def lensing_model(
         from numpyro_diffprior.cosmology.emulator import load_emulator
 
         emulator = load_emulator(preset)
+    bounds = jnp.asarray(emulator.bounds)
     theta = jnp.stack(
-        [numpyro.sample(name, prior_distribution(name)) for name in preset.param_names], axis=-1
+        [
+            numpyro.sample(name, prior_distribution(name, bounds[i, 0], bounds[i, 1]))
+            for i, name in enumerate(preset.param_names)
+        ],
+        axis=-1,
     )
     theta = numpyro.deterministic("theta", theta)
     z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand(preset.map_shape).to_event(3))

@@ -126,3 +126,23 @@ def test_noncentred_settings_are_validated():
         DiffusionPosteriorSampler(shear_model, whitening="fourier")
     s = DiffusionPosteriorSampler(shear_model, noncentred_steps=3, noncentred_leapfrog=4)
     assert s.settings()["denoiser_calls_per_draw"] == 64 + 12
+
+
+def test_gaussian_log_likelihood_matches_the_model(gaussian_case):
+    from numpyro_diffprior.infer.guidance import normalised_observation
+    from numpyro_diffprior.infer.model_tracing import (
+        inspect_model,
+        linear_gaussian,
+        make_log_likelihood,
+    )
+    from numpyro_diffprior.infer.noncentred import gaussian_log_likelihood
+
+    prior = gaussian_case["prior"]
+    kwargs = dict(prior=prior, shear_obs=gaussian_case["shear"], noise_std=NOISE)
+    info = inspect_model(shear_model, kwargs)
+    obs = normalised_observation(prior, linear_gaussian(shear_model, info, kwargs))
+    ours, model = gaussian_log_likelihood(obs), make_log_likelihood(shear_model, info, kwargs)
+    xs = jax.random.normal(jax.random.PRNGKey(0), (2, prior.dim))
+    diffs = [float(ours(x) - model(prior.from_normalized(x))) for x in xs]
+    assert abs(float(ours(xs[0]) - ours(xs[1]))) > 1.0  # the check is not vacuous
+    np.testing.assert_allclose(diffs[0], diffs[1], rtol=0, atol=1e-3 * abs(diffs[0]) + 1e-2)

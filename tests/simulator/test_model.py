@@ -53,20 +53,35 @@ def test_log_density_equals_sum_of_terms_with_mask_and_nan(toy_emulator):
     density = jax.jit(jax.value_and_grad(lambda p: log_density(lensing_model, (), kwargs, p)[0]))
     value, grad = density(params)
     kappa = simulate_kappa(jnp.array([0.35, 0.7]), params["z"], toy_emulator, TINY)
+    box = np.asarray(toy_emulator.bounds)  # the priors are restricted to the emulator box
     expected = (
-        dist.TruncatedNormal(0.2664, 0.2, low=0.0).log_prob(0.35)
-        + dist.Normal(0.831, 0.14).log_prob(0.7)
+        dist.TruncatedNormal(0.2664, 0.2, low=max(0.0, box[0, 0]), high=box[0, 1]).log_prob(0.35)
+        + dist.TruncatedNormal(0.831, 0.14, low=box[1, 0], high=box[1, 1]).log_prob(0.7)
         + dist.Normal(0.0, 1.0).log_prob(params["z"]).sum()
         + shear_log_likelihood(kappa, obs, TINY.noise_std(), mask)
     )
     np.testing.assert_allclose(value, expected, rtol=1e-5)
-    # value and gradient are finite (NaN never leaks), also outside the emulator box
-    # (sigma_8 = 1.7 > 1.6, clipped inside the traced function)
-    for p in (params, dict(params, sigma_8=jnp.array(1.7))):
-        value, grad = density(p)
-        assert np.isfinite(float(value))
-        assert all(bool(jnp.all(jnp.isfinite(x))) for x in grad.values())
-        assert float(jnp.abs(grad["z"]).sum()) > 0
+    # value and gradient are finite (NaN never leaks)
+    value, grad = density(params)
+    assert np.isfinite(float(value))
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in grad.values())
+    assert float(jnp.abs(grad["z"]).sum()) > 0
+    # outside the emulator box (sigma_8 = 1.7 > 1.6) the restricted prior gives -inf, not NaN
+    assert float(density(dict(params, sigma_8=jnp.array(1.7)))[0]) == -np.inf
+
+
+def test_prior_is_restricted_to_the_emulator_box(toy_emulator):
+    draws = Predictive(lensing_model, num_samples=4000)(
+        jax.random.key(3), preset="tiny", emulator=toy_emulator
+    )
+    box = np.asarray(toy_emulator.bounds)
+    for i, name in enumerate(TINY.param_names):
+        v = np.asarray(draws[name])
+        assert v.min() >= box[i, 0] and v.max() <= box[i, 1], name
+    # the box cuts Omega_c's prior below box[0, 0]: that mass is moved inside, not clipped
+    full = dist.TruncatedNormal(0.2664, 0.2, low=0.0)
+    cut = float(full.cdf(box[0, 0]))
+    assert np.mean(np.asarray(draws["Omega_c"]) <= box[0, 0] + 1e-6) < 0.005 + cut / 10
 
 
 def test_conditioned_trace_marks_shear_observed(toy_emulator):
