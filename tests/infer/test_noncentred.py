@@ -4,13 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import NOISE
 
 from numpyro_diffprior import oracles
 from numpyro_diffprior.infer import DiffusionPosteriorSampler, shear_model
 from numpyro_diffprior.infer.noncentred import identity_whitening, spectral_whitening
 from numpyro_diffprior.prior import DiffusionPrior
 from numpyro_diffprior.simulator.shear import kaiser_squires
-from tests.infer.conftest import NOISE
 
 
 def _tiny_prior():
