@@ -194,7 +194,9 @@ class DiffusionPosteriorSampler(_ModelSampler):
     noncentred_steps > 0 refines each draw by that many unadjusted HMC trajectories of
     noncentred_leapfrog steps (size noncentred_step_size) on p_sigma(x) p(y | x) at
     sigma = noncentred_sigma, in non-centred coordinates (`infer.noncentred`; one denoiser call
-    per leapfrog step). It removes MMPS' shrinkage of theta towards the prior mean far from it.
+    per leapfrog step). With an exact score it removes MMPS' shrinkage of theta towards the
+    prior mean far from it; with the shipped network the chain is unstable (docs/sampling.md),
+    hence off by default.
     whitening: "spectral" (the preset's theory spectrum; the default for priors with a preset),
     "identity", or an `infer.noncentred.Whitening`.
     """
