@@ -51,11 +51,6 @@ def identity_whitening() -> Whitening:
     return Whitening(lambda theta, w: (w, 0.0), lambda theta, kappa: kappa)
 
 
-def _half_plane_weights(npix):
-    w = jnp.full(npix // 2 + 1, 2.0).at[0].set(1.0)
-    return w.at[-1].set(1.0)
-
-
 def spectral_whitening(prior, emulator=None, *, floor=1e-4) -> Whitening:
     """Colouring by the theory spectrum: kappa_hat_n(k) = L_theta(k) w_hat(k), with L the
     Cholesky factor of the C x C normalised power P_ij(k) / (std_i std_j) + floor I
@@ -66,7 +61,7 @@ def spectral_whitening(prior, emulator=None, *, floor=1e-4) -> Whitening:
     """
     from numpyro_diffprior.cosmology.emulator import emulate_cl, load_emulator
     from numpyro_diffprior.presets import get_preset
-    from numpyro_diffprior.simulator.lognormal import power_grid
+    from numpyro_diffprior.simulator.lognormal import half_plane_weights, power_grid
 
     if prior.preset is None:
         raise ValueError("spectral_whitening needs a prior with a preset; pass a Whitening")
@@ -76,7 +71,7 @@ def spectral_whitening(prior, emulator=None, *, floor=1e-4) -> Whitening:
     n_bins, npix = preset.n_bins, preset.npix
     bounds = jnp.asarray(emulator.bounds)
     eye = jnp.eye(n_bins)
-    mult = _half_plane_weights(npix)[None, :]
+    mult = half_plane_weights(npix)[None, :]
 
     def factor(theta_n):
         theta = jnp.clip(theta_n * norm.theta_std + norm.theta_mean, bounds[:, 0], bounds[:, 1])
@@ -116,7 +111,7 @@ def noncentred_hmc(
     rng_key,
     x_n,
     *,
-    denoise_fn,
+    score_fn,
     log_likelihood_n,
     whitening: Whitening,
     n_params: int,
@@ -128,8 +123,9 @@ def noncentred_hmc(
     """Refine draws x_n (B, D) by `num_iterations` unadjusted HMC trajectories each, in the
     non-centred coordinates (theta_n, w) of `whitening`, targeting p_sigma(x) p(y | x).
 
-    denoise_fn(x (B, D), sigma (B,)) is the prior's denoiser; log_likelihood_n(x (D,)) the
-    log-likelihood in normalised coordinates. Returns the refined x_n (B, D).
+    score_fn(x (B, D), sigma (B,)) is the prior's score (`DiffusionPrior.score_normalized`);
+    log_likelihood_n(x (D,)) the log-likelihood in normalised coordinates. Returns the refined
+    x_n (B, D).
     """
     num = x_n.shape[0]
     sig = sigma * jnp.ones((num,), x_n.dtype)
@@ -143,7 +139,7 @@ def noncentred_hmc(
 
     def grad_log_target(q):
         (x, _), pullback = jax.vjp(transform, q)
-        g_x = (denoise_fn(x, sig) - x) / sigma**2 + grad_lik(x)
+        g_x = score_fn(x, sig) + grad_lik(x)
         return pullback((g_x, jnp.ones((num,), x.dtype)))[0]
 
     def leapfrog(i, carry):

@@ -341,7 +341,7 @@ class DiffusionPosteriorSampler(_ModelSampler):
             x_n = noncentred_hmc(
                 jax.random.fold_in(rng_key, 9),
                 x_n,
-                denoise_fn=prior.denoise_normalized,
+                score_fn=prior.score_normalized,
                 log_likelihood_n=lambda v: log_lik(prior.from_normalized(v)),
                 whitening=self._whitening(prior),
                 n_params=prior.n_params,

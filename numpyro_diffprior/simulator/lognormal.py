@@ -111,7 +111,7 @@ def _psd_sqrt_jvp(primals, tangents):
     return s_out, v @ (f * (vt @ da @ v)) @ vt
 
 
-def _half_plane_weights(npix: int):
+def half_plane_weights(npix: int):
     """Multiplicity of each rfft2 column in the full grid (1 for k_x = 0 and Nyquist, else 2)."""
     w = jnp.full(npix // 2 + 1, 2.0).at[0].set(1.0)
     return w.at[-1].set(1.0) if npix % 2 == 0 else w
@@ -168,7 +168,7 @@ def lognormal_kappa(z, cl, ell, shift, *, npix: int, field_rad: float):
     sqrt_p = psd_sqrt(p_g)
     g = gaussian_field(z, sqrt_p)
     # var(g_i) = (1/N^2) sum_k (S S^T)_ii(k) over the full grid (half plane with multiplicity).
-    weights = _half_plane_weights(npix)[None, :, None]
+    weights = half_plane_weights(npix)[None, :, None]
     var_g = jnp.sum(weights * jnp.sum(sqrt_p**2, axis=-1), axis=(0, 1)) / npix**2
     return shift[:, None, None] * jnp.expm1(g - 0.5 * var_g[:, None, None])
 
