@@ -39,12 +39,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="design points at Omega_c < 0.08 for the small-Omega_c fit (default 13000; 0: none)",
     )
+    six.add_argument(
+        "--num-tail-points",
+        type=int,
+        default=None,
+        help="design points from the prior widened 2x, for the main fit's tails (default 3000)",
+    )
     six.add_argument("--steps", type=int, default=None, help="MLP fit steps")
     six.add_argument("--cache-dir", default=None, help="keep tabulated shards here (resume)")
     six.add_argument(
         "--shard",
         default=None,
-        help="only tabulate this shard (base, 0, 1, ..., low0, ..., corner0, ...) into --cache-dir",
+        help="only tabulate this shard (base, 0, 1, low0, low1, tail0, ..., corner0, ...) "
+        "into --cache-dir",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.set_defaults(func=run)
@@ -74,6 +81,8 @@ def run(args) -> int:
             fit_kwargs["num_low_points"] = args.num_low_points
         if args.num_corner_points is not None:
             fit_kwargs["num_corner_points"] = args.num_corner_points
+        if args.num_tail_points is not None:
+            fit_kwargs["num_tail_points"] = args.num_tail_points
         table = build_fitted_emulator(
             preset,
             num_points=args.num_points,

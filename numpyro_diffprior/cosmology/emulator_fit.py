@@ -24,6 +24,7 @@ from numpyro_diffprior.cosmology.fitted_emulator import (
     _feature_range,
     base_log_cl,
     box_features,
+    compress_tables,
     mlp,
 )
 from numpyro_diffprior.cosmology.params import FIDUCIAL, PARAMETER_NAMES, prior_distribution
@@ -250,13 +251,17 @@ def _nodes_through(lo, hi, center, num):
 
 
 def base_grid(bounds=None, *, num_omega_c=18, num_sigma_8=13, anova_omega_c=10,
-              anova_sigma_8=6, anova_param=7) -> BaseGrid:  # fmt: skip
-    """Default nodes: log-spaced Omega_c and sigma_8, and for each nuisance parameter
-    `anova_param` nodes through its fiducial value, evenly spaced on either side (in log for
-    Omega_b)."""
+              anova_refine=3, anova_sigma_8=9, anova_param=9) -> BaseGrid:  # fmt: skip
+    """Default nodes: log-spaced Omega_c and sigma_8 (for the first-order tables, the lowest
+    `anova_refine` Omega_c intervals halved, where the spectra change fastest), and for each
+    nuisance parameter `anova_param` nodes through its fiducial value, evenly spaced on either
+    side (in log for Omega_b)."""
     bounds = BOX_6_BOUNDS if bounds is None else bounds
     bounds = np.asarray(bounds, np.float64)
-    anova = [np.geomspace(*bounds[0], anova_omega_c), None, np.geomspace(*bounds[2], anova_sigma_8)]
+    omega_c = np.geomspace(*bounds[0], anova_omega_c)
+    halves = np.sqrt(omega_c[:anova_refine] * omega_c[1 : anova_refine + 1])
+    omega_c = np.sort(np.r_[omega_c, halves])
+    anova = [omega_c, None, np.geomspace(*bounds[2], anova_sigma_8)]
     anova += [None] * 3
     for q in NUISANCE:
         fid = FIDUCIAL[PARAMETER_NAMES[q]]
@@ -274,14 +279,18 @@ def base_grid(bounds=None, *, num_omega_c=18, num_sigma_8=13, anova_omega_c=10,
 
 def fit_emulator(
     preset, theta, log_cl, ell, grid: BaseGrid, base_tables, *, bounds=None, progress=True,
-    low_data=None, low_fit=None, **fit_kwargs,
+    low_data=None, low_fit=None, table_tol=1e-4, **fit_kwargs,
 ):  # fmt: skip
     """A FittedEmulator from a tabulated design theta (N, 6), log_cl (N, C(C+1)/2, L) on
     `ell`, and the base tables `grid.assemble(...)` of jax-cosmo on `grid.design()`.
 
     With `low_data` = (theta, log_cl) of extra points, a second, small-Omega_c MLP is fitted
     (`fit_residual_mlp(**low_fit)`) on every point, design and extra, with Omega_c <
-    LOW_FIT_OMEGA_C_MAX, and blended in below LOW_BLEND[1] (`fitted_emulator.blend_weight`).
+    LOW_FIT_OMEGA_C_MAX, and blended in below LOW_BLEND[1] (`fitted_emulator.blend_weight`);
+    `members` (in `fit_kwargs` or `low_fit`) > 1 fits that many MLPs (seeds `seed`,
+    `seed` + 1, ...) and averages them.
+    With `table_tol`, the first-order tables are stored on principal components
+    (`fitted_emulator.compress_tables`) exact to that tolerance in log C_l.
     """
     from numpyro_diffprior.cosmology.emulator import spline_basis
 
@@ -295,6 +304,11 @@ def fit_emulator(
     )
     feature_lo, feature_hi = _feature_range(bounds)
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    anova_pcs = None
+    if table_tol is not None:
+        flat = np.reshape(anova_table, (*np.shape(anova_table)[:4], -1))
+        anova_table, anova_pcs = compress_tables(flat, table_tol)
+        anova_pcs = f32(anova_pcs)
     partial = FittedEmulator(
         ell=f32(ell),
         bounds=f32(bounds),
@@ -304,6 +318,7 @@ def fit_emulator(
         anova_knots=tuple(f32(k) for k in anova_knots),
         anova_basis=tuple(f32(spline_basis(k)) for k in anova_knots),
         anova_log_cl=f32(anova_table),
+        anova_pcs=anova_pcs,
         layers=(),
         pca_mean=f32(0.0),
         pca_basis=f32(0.0),
@@ -314,16 +329,30 @@ def fit_emulator(
     )
     weights = np.tile(np.where(resolved_ell(preset, ell), 1.0, 0.1), np.shape(log_cl)[-2])
 
-    def fit_residual(theta, log_cl, feature_lo, feature_hi, fit_kwargs):
-        """fit_residual_mlp on log_cl minus the spline part, from box-scaled features."""
+    def fit_ensemble(theta, log_cl, feature_lo, feature_hi, fit_kwargs):
+        """fit_residual_mlp on log_cl minus the spline part, from box-scaled features, for
+        seeds seed, seed + 1, ... (fit_kwargs["members"] of them; the same data give every
+        member the same principal components) -> ((layers, pca_mean, pca_basis), more)."""
+        fit_kwargs = dict(fit_kwargs)
+        members, seed = fit_kwargs.pop("members", 1), fit_kwargs.pop("seed", 0)
         theta = f32(theta)
         base_values = np.asarray(jax.jit(jax.vmap(lambda t: base_log_cl(partial, t)))(theta))
         residual = (np.asarray(log_cl) - base_values).reshape(len(theta), -1)
         features = jax.vmap(lambda t: box_features(t, f32(feature_lo), f32(feature_hi)))(theta)
-        return fit_residual_mlp(features, residual, weights, progress=progress, **fit_kwargs)
+        fits = [
+            fit_residual_mlp(
+                features, residual, weights, progress=progress, seed=seed + m, **fit_kwargs
+            )  # fmt: skip
+            for m in range(members)
+        ]
+        return fits[0], tuple(f[0] for f in fits[1:])
 
-    layers, pca_mean, pca_basis = fit_residual(theta, log_cl, feature_lo, feature_hi, fit_kwargs)
-    fitted = dataclasses.replace(partial, layers=layers, pca_mean=pca_mean, pca_basis=pca_basis)
+    (layers, pca_mean, pca_basis), more = fit_ensemble(
+        theta, log_cl, feature_lo, feature_hi, fit_kwargs
+    )
+    fitted = dataclasses.replace(
+        partial, layers=layers, pca_mean=pca_mean, pca_basis=pca_basis, members=more
+    )
     if low_data is None:
         return fitted
     theta_low = np.concatenate([np.asarray(theta), np.asarray(low_data[0])])
@@ -332,27 +361,31 @@ def fit_emulator(
     low_bounds = np.array(bounds, copy=True)
     low_bounds[0] = (bounds[0][0], LOW_FIT_OMEGA_C_MAX)
     low_lo, low_hi = _feature_range(low_bounds)
-    low_layers, low_mean, low_basis = fit_residual(
+    (low_layers, low_mean, low_basis), more = fit_ensemble(
         theta_low[keep], log_cl_low[keep], low_lo, low_hi, low_fit or {}
     )
     return dataclasses.replace(
         fitted, low_layers=low_layers, low_pca_mean=low_mean, low_pca_basis=low_basis,
         low_feature_lo=f32(low_lo), low_feature_hi=f32(low_hi), blend=f32(LOW_BLEND),
+        low_members=more,
     )  # fmt: skip
 
 
 LOW_FIT_OMEGA_C_MAX = 0.1  # the small-Omega_c MLP is fitted on the points below this
 LOW_BLEND = (0.06, 0.09)  # Omega_c range where the small-Omega_c fit hands over to the main one
-LOW_FIT = {"width": 256, "depth": 4, "steps": 30000}  # its network and fit length
+LOW_FIT = {"width": 256, "depth": 4, "steps": 30000, "members": 3}  # its networks, fit length
+MAIN_FIT = {"members": 3}  # the main fit: an ensemble of three 3 x 128 MLPs
 CORNER_OMEGA_C_MAX = 0.08  # upper Omega_c of the corner shards (for the small-Omega_c fit)
 CORNER_DESIGN_SIZE = 3000  # corner shard k tabulates the first rows of a design this long
 
 
 LOW_OMEGA_C_MAX = 0.12  # upper Omega_c of the extra design shards (the hardest region)
+TAIL_WIDEN = 2.0  # the tail shards' design: the prior widened this much (main design: 1.5)
 
 
 def _shards(preset, num_points, shard_size, seed, num_low_points, low_shard_size, bounds,
-            num_corner_points=0, corner_shard_size=1000):  # fmt: skip
+            num_corner_points=0, corner_shard_size=1000, num_tail_points=0,
+            tail_shard_size=1000):  # fmt: skip
     """[(name, theta, cache file name)] of every design shard of the build recipe."""
     low_bounds = np.array(bounds, copy=True)
     low_bounds[0] = (bounds[0][0], LOW_OMEGA_C_MAX)
@@ -365,6 +398,9 @@ def _shards(preset, num_points, shard_size, seed, num_low_points, low_shard_size
     for k in range(num_low_points // low_shard_size):
         theta = design_points(low_shard_size, low_bounds, seed=100 + seed + k)
         out.append((f"low{k}", theta, f"low_{preset.name}_{100 + seed + k}.npz"))
+    for k in range(num_tail_points // tail_shard_size):
+        theta = design_points(tail_shard_size, bounds, seed=200 + seed + k, widen=TAIL_WIDEN)
+        out.append((f"tail{k}", theta, f"tail_{preset.name}_{200 + seed + k}.npz"))
     for k in range(num_corner_points // corner_shard_size):
         theta = design_points(CORNER_DESIGN_SIZE, corner_bounds, seed=299 + seed + k)
         out.append(
@@ -382,6 +418,8 @@ def build_fitted_emulator(
     num_low_points: int = 2000,
     low_shard_size: int = 1000,
     num_corner_points: int = 13000,
+    num_tail_points: int = 5000,
+    tail_shard_size: int = 1000,
     corner_shard_size: int = 1000,
     low_fit: dict | None = None,
     num_ell: int = 40,
@@ -392,17 +430,22 @@ def build_fitted_emulator(
 ):
     """The whole recipe for a 6-parameter preset -> FittedEmulator (None with `only_shard`).
 
-    jax-cosmo runs on the base tables' nodes (`base_grid().design()`, 1734 points, cached as
-    `cache_dir/base_<preset>.npz`), on `num_points / shard_size` design shards (shard k =
-    `design_points(shard_size, seed=seed + k)`, cached as `design_<preset>_<seed + k>.npz`) and
-    on `num_low_points / low_shard_size` extra shards with Omega_c < LOW_OMEGA_C_MAX, where the
-    spectra change fastest (seed 100 + seed + k, `low_<preset>_<seed>.npz`), and on
-    `num_corner_points / corner_shard_size` corner shards with Omega_c < CORNER_OMEGA_C_MAX
-    (the first `corner_shard_size` rows of a CORNER_DESIGN_SIZE design of seed 299 + seed + k,
-    `corner_<preset>_<seed>.npz`), which only the small-Omega_c fit (`low_fit`, default
-    LOW_FIT; none when `num_corner_points` is 0) sees, with the other points below
-    LOW_FIT_OMEGA_C_MAX. Every cache
-    resumes; `only_shard` ("base", "0", "1", ..., "low0", ...) tabulates one of them and returns
+    jax-cosmo runs on
+    - the base tables' nodes (`base_grid().design()`, 4095 points, `cache_dir/base_<preset>.npz`);
+    - `num_points / shard_size` design shards (shard k = `design_points(shard_size,
+      seed=seed + k)`, `design_<preset>_<seed + k>.npz`);
+    - `num_low_points / low_shard_size` extra shards with Omega_c < LOW_OMEGA_C_MAX, where the
+      spectra change fastest (seed 100 + seed + k, `low_<preset>_<seed>.npz`);
+    - `num_tail_points / tail_shard_size` tail shards from the prior widened TAIL_WIDEN times
+      (seed 200 + seed + k, `tail_<preset>_<seed>.npz`), for the main fit's extremes;
+    - `num_corner_points / corner_shard_size` corner shards with Omega_c < CORNER_OMEGA_C_MAX
+      (the first `corner_shard_size` rows of a CORNER_DESIGN_SIZE design of seed 299 + seed + k,
+      `corner_<preset>_<seed>.npz`), which only the small-Omega_c fit (`low_fit`, default
+      LOW_FIT; none when `num_corner_points` is 0) sees, with the other points below
+      LOW_FIT_OMEGA_C_MAX.
+
+    The main fit takes `fit_kwargs` over MAIN_FIT. Every cache resumes; `only_shard` ("base",
+    "0", "1", ..., "low0", ..., "tail0", ..., "corner0", ...) tabulates one of them and returns
     None, so separate processes can share the work before a last call assembles and fits.
     """
     import tempfile
@@ -416,8 +459,12 @@ def build_fitted_emulator(
             f"the fitted emulator is for presets sampling all six parameters {PARAMETER_NAMES}; "
             f"preset {preset.name!r} samples {list(preset.param_names)}"
         )
-    if num_points % shard_size or num_low_points % low_shard_size:
-        raise ValueError("num_points / num_low_points must be multiples of their shard sizes")
+    sizes = ((num_points, shard_size), (num_low_points, low_shard_size),
+             (num_tail_points, tail_shard_size))  # fmt: skip
+    if any(num % size for num, size in sizes):
+        raise ValueError(
+            "num_points / num_low_points / num_tail_points must be multiples of their shard sizes"
+        )
     if num_corner_points % corner_shard_size or corner_shard_size > CORNER_DESIGN_SIZE:
         raise ValueError(
             f"num_corner_points must be a multiple of corner_shard_size <= {CORNER_DESIGN_SIZE}"
@@ -425,7 +472,7 @@ def build_fitted_emulator(
     bounds = BOX_6_BOUNDS
     shards = _shards(
         preset, num_points, shard_size, seed, num_low_points, low_shard_size, bounds,
-        num_corner_points, corner_shard_size,
+        num_corner_points, corner_shard_size, num_tail_points, tail_shard_size,
     )  # fmt: skip
     names = ["base"] + [name for name, _, _ in shards]
     if only_shard is not None and str(only_shard) not in names:
@@ -455,5 +502,5 @@ def build_fitted_emulator(
     return fit_emulator(
         preset, np.concatenate(main[0]), np.concatenate(main[1]), ell, grid,
         grid.assemble(base_log), bounds=bounds, progress=progress, low_data=low_data,
-        low_fit=LOW_FIT if low_fit is None else low_fit, **fit_kwargs,
+        low_fit=LOW_FIT if low_fit is None else low_fit, **{**MAIN_FIT, **fit_kwargs},
     )  # fmt: skip

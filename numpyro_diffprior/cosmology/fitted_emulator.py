@@ -34,6 +34,7 @@ __all__ = [
     "blend_weight",
     "box_features",
     "base_log_cl",
+    "compress_tables",
     "residual_log_cl",
     "mlp",
     "fitted_to_arrays",
@@ -63,7 +64,8 @@ _BASE_OFFSET = FIDUCIAL["Omega_b"]  # base spline coordinate: log(Omega_c + Omeg
         "ell", "bounds", "base_knots", "base_basis", "base_log_cl",
         "anova_knots", "anova_basis", "anova_log_cl", "layers", "pca_mean", "pca_basis",
         "feature_lo", "feature_hi", "low_layers", "low_pca_mean", "low_pca_basis",
-        "low_feature_lo", "low_feature_hi", "blend",
+        "low_feature_lo", "low_feature_hi", "blend", "anova_pcs", "members",
+        "low_members",
     ],
     meta_fields=["param_names", "preset_json"],
 )  # fmt: skip
@@ -76,13 +78,17 @@ class FittedEmulator:
     anova_basis: 6 axes (spline coordinates `spline_coords` of Omega_c, Omega_b, sigma_8, h,
     n_s, w_0); anova_log_cl (4, m_c, m_s, m_p, C(C+1)/2, L): the first-order effect of each of
     Omega_b, h, n_s, w_0 on its own (log C_l minus its value at fiducial) on an
-    (Omega_c, sigma_8, theta_p) grid; layers: ((W, b), ...) of the
+    (Omega_c, sigma_8, theta_p) grid, or, with `anova_pcs` (4, K, C(C+1)/2 * L), the
+    coefficients (4, m_c, m_s, m_p, K) of those tables on K principal components
+    (`compress_tables`); layers: ((W, b), ...) of the
     MLP (tanh hidden layers, linear output, linear skip); the MLP output y gives
     R = pca_mean + y @ pca_basis; feature_lo / feature_hi (10,) scale the inputs to [-1, 1].
 
     Optional small-Omega_c fit (`low_*`, empty in format-1 files without one): a second MLP of
     the same form, fitted only where Omega_c < `blend[1]`; R is its value below `blend[0]`,
-    the main fit's above `blend[1]`, and a C^1 smoothstep mix in between.
+    the main fit's above `blend[1]`, and a C^1 smoothstep mix in between. `members` /
+    `low_members`: more MLPs like `layers` / `low_layers` (other seeds); each fit is the mean
+    of its MLPs' outputs, an ensemble.
     """
 
     ell: jax.Array
@@ -106,6 +112,9 @@ class FittedEmulator:
     low_feature_lo: jax.Array | None = None
     low_feature_hi: jax.Array | None = None
     blend: jax.Array | None = None
+    anova_pcs: jax.Array | None = None
+    members: tuple = ()
+    low_members: tuple = ()
 
     @property
     def n_bins(self) -> int:
@@ -175,10 +184,26 @@ def base_log_cl(emulator: FittedEmulator, theta):
     out = spline_interpolate(emulator.base_knots, emulator.base_basis, (c[0], c[2]), base)
     for i, q in enumerate(NUISANCE):
         table = emulator.anova_log_cl[i].astype(theta.dtype)
-        out = out + spline_interpolate(
-            (k[0], k[2], k[q]), (b[0], b[2], b[q]), (c[0], c[2], c[q]), table
-        )
+        a_p = spline_interpolate((k[0], k[2], k[q]), (b[0], b[2], b[q]), (c[0], c[2], c[q]), table)
+        if emulator.anova_pcs is not None:
+            a_p = (a_p @ emulator.anova_pcs[i].astype(theta.dtype)).reshape(out.shape)
+        out = out + a_p
     return out
+
+
+def compress_tables(tables, tol: float = 1e-4):
+    """(coefficients (T, ..., K), components (T, K, M)) of `tables` (T, ..., M) with the
+    fewest K principal components (uncentred SVD, so that zero rows stay exactly zero) that
+    reproduce every entry to within `tol`."""
+    tables = np.asarray(tables, np.float64)
+    flat = tables.reshape(tables.shape[0], -1, tables.shape[-1])
+    pcs_all = [np.linalg.svd(x, full_matrices=False)[2] for x in flat]
+    for k in range(1, min(flat.shape[1:]) + 1):  # coefficients by projection: zero rows stay 0
+        if all(np.abs(x @ v[:k].T @ v[:k] - x).max() <= tol
+               for x, v in zip(flat, pcs_all, strict=True)):  # fmt: skip
+            break
+    pcs = np.stack([v[:k] for v in pcs_all])
+    return np.einsum("tnm,tkm->tnk", flat, pcs).reshape(*tables.shape[:-1], k), pcs
 
 
 def mlp(layers, x):
@@ -194,8 +219,11 @@ def mlp(layers, x):
     return h @ w + b + x @ s_w + s_b
 
 
-def _fit_value(layers, pca_mean, pca_basis, feature_lo, feature_hi, theta):
-    return pca_mean + mlp(layers, box_features(theta, feature_lo, feature_hi)) @ pca_basis
+def _fit_value(layers, pca_mean, pca_basis, feature_lo, feature_hi, theta, members=()):
+    """pca_mean + (mean MLP output of `layers` and each of `members`) @ pca_basis."""
+    x = box_features(theta, feature_lo, feature_hi)
+    y = sum((mlp(m, x) for m in members), mlp(layers, x)) / (1 + len(members))
+    return pca_mean + y @ pca_basis
 
 
 def blend_weight(omega_c, blend):
@@ -207,11 +235,11 @@ def blend_weight(omega_c, blend):
 def residual_log_cl(emulator: FittedEmulator, theta):
     """The fitted residual R of log C_l pairs, (C(C+1)/2, L)."""
     e = emulator
-    y = _fit_value(e.layers, e.pca_mean, e.pca_basis, e.feature_lo, e.feature_hi, theta)
+    y = _fit_value(e.layers, e.pca_mean, e.pca_basis, e.feature_lo, e.feature_hi, theta, e.members)
     if e.low_layers:
         y_low = _fit_value(
             e.low_layers, e.low_pca_mean, e.low_pca_basis, e.low_feature_lo, e.low_feature_hi,
-            theta,
+            theta, e.low_members,
         )  # fmt: skip
         w = blend_weight(theta[..., 0], e.blend)
         y = w * y + (1.0 - w) * y_low
@@ -226,6 +254,8 @@ def fitted_to_arrays(emulator: FittedEmulator) -> dict:
         "param_names": list(emulator.param_names),
         "num_layers": len(emulator.layers),
         "num_low_layers": len(emulator.low_layers),
+        "num_members": len(emulator.members),
+        "num_low_members": len(emulator.low_members),
     }
     arrays = {
         "ell": np.asarray(emulator.ell),
@@ -243,16 +273,39 @@ def fitted_to_arrays(emulator: FittedEmulator) -> dict:
     }
     for i, k in enumerate(emulator.anova_knots):
         arrays[f"anova_knots_{i}"] = np.asarray(k)
+    if emulator.anova_pcs is not None:
+        arrays["anova_pcs"] = np.asarray(emulator.anova_pcs, np.float32)
     for i, (w, b) in enumerate(emulator.layers):
         arrays[f"layer_{i}_w"] = np.asarray(w, np.float32)
         arrays[f"layer_{i}_b"] = np.asarray(b, np.float32)
+    arrays.update(_member_arrays("member", emulator.members))
     if emulator.low_layers:
         for name in _LOW_ARRAYS:
             arrays[name] = np.asarray(getattr(emulator, name), np.float32)
         for i, (w, b) in enumerate(emulator.low_layers):
             arrays[f"low_layer_{i}_w"] = np.asarray(w, np.float32)
             arrays[f"low_layer_{i}_b"] = np.asarray(b, np.float32)
+        arrays.update(_member_arrays("low_member", emulator.low_members))
     return arrays
+
+
+def _member_arrays(prefix, members) -> dict:
+    return {
+        f"{prefix}_{m}_layer_{i}_{name}": np.asarray(a, np.float32)
+        for m, member in enumerate(members)
+        for i, layer in enumerate(member)
+        for name, a in zip("wb", layer, strict=True)
+    }
+
+
+def _read_members(data, prefix, num_members, num_layers) -> tuple:
+    return tuple(
+        tuple(
+            tuple(jnp.asarray(data[f"{prefix}_{m}_layer_{i}_{name}"], jnp.float32) for name in "wb")
+            for i in range(num_layers)
+        )
+        for m in range(num_members)
+    )
 
 
 def fitted_from_arrays(data) -> FittedEmulator:
@@ -279,6 +332,9 @@ def fitted_from_arrays(data) -> FittedEmulator:
         )
         for name in _LOW_ARRAYS:
             low[name] = f32(data[name])
+        low["low_members"] = _read_members(
+            data, "low_member", meta.get("num_low_members", 0), meta["num_low_layers"]
+        )
     return FittedEmulator(
         ell=f32(data["ell"]),
         bounds=f32(data["bounds"]),
@@ -288,7 +344,9 @@ def fitted_from_arrays(data) -> FittedEmulator:
         anova_knots=tuple(f32(k) for k in anova),
         anova_basis=tuple(f32(spline_basis(k)) for k in anova),
         anova_log_cl=f32(data["anova_log_cl"]),
+        anova_pcs=f32(data["anova_pcs"]) if "anova_pcs" in data else None,
         layers=layers,
+        members=_read_members(data, "member", meta.get("num_members", 0), meta["num_layers"]),
         pca_mean=f32(data["pca_mean"]),
         pca_basis=f32(data["pca_basis"]),
         feature_lo=f32(data["feature_lo"]),

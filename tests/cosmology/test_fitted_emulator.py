@@ -188,12 +188,13 @@ def _toy_table(theta):
 
 
 def _toy_grid():
-    grid = ef.base_grid(num_omega_c=8, num_sigma_8=5, anova_omega_c=5, anova_sigma_8=4,
-                        anova_param=5)  # fmt: skip
+    grid = ef.base_grid(num_omega_c=8, num_sigma_8=5, anova_omega_c=5, anova_refine=1,
+                        anova_sigma_8=4, anova_param=5)  # fmt: skip
+    assert grid.anova[0][1] == pytest.approx(np.sqrt(grid.anova[0][0] * grid.anova[0][2]))
     design = grid.design()
-    assert design.shape == (8 * 5 + 5 * 4 + 4 * 4 * 5 * 4, 6)
+    assert design.shape == (8 * 5 + 6 * 4 + 4 * 6 * 4 * 4, 6)
     base, first_order = grid.assemble(_toy_table(design))
-    assert first_order.shape == (4, 5, 4, 5, 15, 12)
+    assert first_order.shape == (4, 6, 4, 5, 15, 12)
     return grid, (base, first_order)
 
 
@@ -212,6 +213,36 @@ def test_fit_recovers_a_smooth_closed_form_spectrum():
     assert not e.low_layers
     err = _toy_error(e, test)
     assert err < 1e-3, err
+
+
+def test_compressed_first_order_tables_are_exact_to_their_tolerance():
+    """compress_tables keeps the fewest principal components that reproduce every entry to
+    `tol`; rows that are zero (the fiducial slices) stay exactly zero; an emulator built with
+    compressed tables differs from the uncompressed one by at most that tolerance."""
+    rng = np.random.default_rng(0)
+    scales = 10.0 ** -np.arange(8)  # singular values 1, 0.1, ..., 1e-7
+    flat = np.einsum("tnk,k,tkm->tnm", rng.normal(size=(2, 60, 8)), scales,
+                     rng.normal(size=(2, 8, 30)) / np.sqrt(30))  # fmt: skip
+    flat[:, :6] = 0.0  # like the fiducial slices
+    flat = flat.reshape(2, 3, 4, 5, 30)
+    sizes = []
+    for tol in (1e-2, 1e-4, 1e-6):
+        coef, pcs = fe.compress_tables(flat, tol)
+        back = np.einsum("t...k,tkm->t...m", coef, pcs)
+        assert np.abs(back - flat).max() <= tol and pcs.shape == (2, coef.shape[-1], 30)
+        np.testing.assert_array_equal(back.reshape(2, 60, 30)[:, :6], 0.0)
+        sizes.append(coef.shape[-1])
+    assert sizes[0] < sizes[1] < sizes[2] <= 8, sizes
+    grid, (base, first_order) = _toy_grid()
+    theta = ef.design_points(20, ef.BOX_6_BOUNDS, seed=4)
+    fit = dict(TOY_FIT, steps=10)
+    packed = ef.fit_emulator(JADE, theta, _toy_table(theta), TOY_ELL, grid, (base, first_order),
+                             progress=False, table_tol=1e-5, **fit)  # fmt: skip
+    plain = ef.fit_emulator(JADE, theta, _toy_table(theta), TOY_ELL, grid, (base, first_order),
+                            progress=False, table_tol=None, **fit)  # fmt: skip
+    assert packed.anova_pcs is not None and plain.anova_pcs is None
+    b = jax.vmap(lambda t: fe.base_log_cl(packed, t) - fe.base_log_cl(plain, t))
+    assert np.abs(np.asarray(b(jnp.asarray(theta, jnp.float32)))).max() < 4 * 1e-5 + 1e-5
 
 
 def test_small_omega_c_fit_is_blended_in_and_saved(tmp_path):
@@ -255,6 +286,31 @@ def test_small_omega_c_fit_is_blended_in_and_saved(tmp_path):
         np.testing.assert_allclose(at(again, oc), at(e, oc), rtol=1e-6)
 
 
+def test_small_omega_c_ensemble_averages_its_members_and_is_saved(tmp_path):
+    """low_fit["members"] = 3 fits three MLPs (seeds 5, 6, 7) on the same components; below
+    LOW_BLEND[0] the residual is the mean of the three single-member emulators'; a save/load
+    round trip keeps every member."""
+    grid, tables = _toy_grid()
+    theta = ef.design_points(200, ef.BOX_6_BOUNDS, seed=0)
+    corner = ef.design_points(100, np.r_[[[0.02, ef.CORNER_OMEGA_C_MAX]], ef.BOX_6_BOUNDS[1:]], 2)
+    fit = dict(TOY_FIT, steps=200)
+    e = ef.fit_emulator(
+        JADE, theta, _toy_table(theta), TOY_ELL, grid, tables, progress=False,
+        low_data=(corner, _toy_table(corner)), low_fit=dict(fit, members=3, seed=5), **fit,
+    )  # fmt: skip
+    assert len(e.low_members) == 2
+    singles = [dataclasses.replace(e, low_layers=m, low_members=())
+               for m in (e.low_layers, *e.low_members)]  # fmt: skip
+    t = jnp.asarray(FID6, jnp.float32).at[0].set(0.03)
+    mean = np.mean([np.asarray(fe.residual_log_cl(s, t)) for s in singles], axis=0)
+    np.testing.assert_allclose(np.asarray(fe.residual_log_cl(e, t)), mean, atol=1e-6)
+    first = [np.asarray(fe.residual_log_cl(s, t)) for s in singles[:2]]
+    assert np.abs(first[0] - first[1]).max() > 0.0  # other seeds, other fits
+    again = emu.load_emulator_file(emu.save_emulator(e, tmp_path / "ens.npz"), preset=JADE.name)
+    np.testing.assert_allclose(again.log_cl_pairs(t), e.log_cl_pairs(t), rtol=1e-6)
+    assert len(again.low_members) == 2
+
+
 def test_jade_preset_simulates_maps(jade):
     from numpyro_diffprior import simulator
 
@@ -275,6 +331,8 @@ def test_build_recipe_rejects_bad_requests(tmp_path):
         ef.build_fitted_emulator(JADE, cache_dir=tmp_path, only_shard="nope")
     with pytest.raises(ValueError, match="multiples"):
         ef.build_fitted_emulator(JADE, cache_dir=tmp_path, num_points=1000, shard_size=300)
+    with pytest.raises(ValueError, match="multiples"):
+        ef.build_fitted_emulator(JADE, cache_dir=tmp_path, num_tail_points=1500)
     with pytest.raises(ValueError, match="num_corner_points"):
         ef.build_fitted_emulator(JADE, cache_dir=tmp_path, num_corner_points=1500)
     with pytest.raises(SystemExit, match="--cache-dir"):
@@ -294,3 +352,21 @@ def test_corner_shards_are_seeded_prefixes_at_small_omega_c():
         np.testing.assert_array_equal(
             theta, dict((n, t) for n, t, _ in bigger)[f"corner{k}"][:1000]
         )
+
+
+def test_tail_shards_are_seeded_wider_designs():
+    """Tail shard k: design_points(tail_shard_size, seed=200 + seed + k) from the prior widened
+    TAIL_WIDEN times (2x; the main design 1.5x), so more of its draws lie beyond 3 sigma."""
+    shards = ef._shards(JADE, 5000, 2500, 1, 2000, 1000, ef.BOX_6_BOUNDS, 0, 1000, 2000, 1000)
+    tail = [s for s in shards if s[0].startswith("tail")]
+    assert [(n, f) for n, _, f in tail] == [
+        ("tail0", "tail_lsst-y10-jade_201.npz"), ("tail1", "tail_lsst-y10-jade_202.npz")
+    ]  # fmt: skip
+    np.testing.assert_array_equal(
+        tail[1][1], ef.design_points(1000, ef.BOX_6_BOUNDS, seed=202, widen=ef.TAIL_WIDEN)
+    )
+    main = dict((n, t) for n, t, _ in shards)["0"]
+    sd = np.array([prior_distribution(n).variance ** 0.5 for n in PARAMETER_NAMES[1:5]])
+    mean = np.array([prior_distribution(n).mean for n in PARAMETER_NAMES[1:5]])
+    far = lambda t: np.mean(np.any(np.abs(t[:, 1:5] - mean) > 3 * sd, axis=1))  # noqa: E731
+    assert far(tail[0][1]) > 1.5 * far(main[:1000]), (far(tail[0][1]), far(main[:1000]))
