@@ -43,7 +43,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--num-tail-points",
         type=int,
         default=None,
-        help="design points from the prior widened 2x, for the main fit's tails (default 3000)",
+        help="design points from the prior widened 2x, for the main fit's tails (default 5000)",
     )
     six.add_argument("--steps", type=int, default=None, help="MLP fit steps")
     six.add_argument("--cache-dir", default=None, help="keep tabulated shards here (resume)")
