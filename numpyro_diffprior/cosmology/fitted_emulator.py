@@ -7,10 +7,11 @@ A 6-D table is out of reach (jax-cosmo costs ~0.25 s per theta), so for `lsst-y1
 a cut-HDMR (ANOVA) expansion around fiducial (Rabitz & Alis 1999): B is a not-a-knot spline
 table of jax-cosmo over (Omega_c, sigma_8) with the other four parameters at fiducial, A_p the
 first-order effect of p in (Omega_b, h, n_s, w_0) alone, tabulated on (Omega_c, sigma_8,
-theta_p) grids; the interactions R are fitted by a small MLP (tanh, with a linear skip path)
-from box-scaled coordinates to the leading principal components of R — CosmoPower's recipe
-(Spurio Mancini et al. 2022) applied to a residual of log C_l. The design is drawn from the
-prior widened 1.5x, with extra points at small Omega_c where the spectra change fastest.
+theta_p) grids (stored on principal components); the interactions R are fitted by ensembles
+of small MLPs (tanh, with a linear skip path) from box-scaled coordinates to the leading
+principal components of R — CosmoPower's recipe (Spurio Mancini et al. 2022) applied to a
+residual of log C_l. The design is drawn from the prior widened 1.5x (plus tail points from
+it widened 2x), with extra points at small Omega_c where the spectra change fastest.
 The log-normal shifts need no emulation: `shifts.lognormal_shift` is cheap and exact.
 Pure jnp: jit/vmap/grad-able in theta. Accuracy: docs/cosmology.md.
 """
