@@ -276,36 +276,32 @@ def fitted_to_arrays(emulator: FittedEmulator) -> dict:
         arrays[f"anova_knots_{i}"] = np.asarray(k)
     if emulator.anova_pcs is not None:
         arrays["anova_pcs"] = np.asarray(emulator.anova_pcs, np.float32)
-    for i, (w, b) in enumerate(emulator.layers):
-        arrays[f"layer_{i}_w"] = np.asarray(w, np.float32)
-        arrays[f"layer_{i}_b"] = np.asarray(b, np.float32)
-    arrays.update(_member_arrays("member", emulator.members))
+    arrays.update(_layer_arrays("", emulator.layers))
+    for m, member in enumerate(emulator.members):
+        arrays.update(_layer_arrays(f"member_{m}_", member))
     if emulator.low_layers:
         for name in _LOW_ARRAYS:
             arrays[name] = np.asarray(getattr(emulator, name), np.float32)
-        for i, (w, b) in enumerate(emulator.low_layers):
-            arrays[f"low_layer_{i}_w"] = np.asarray(w, np.float32)
-            arrays[f"low_layer_{i}_b"] = np.asarray(b, np.float32)
-        arrays.update(_member_arrays("low_member", emulator.low_members))
+        arrays.update(_layer_arrays("low_", emulator.low_layers))
+        for m, member in enumerate(emulator.low_members):
+            arrays.update(_layer_arrays(f"low_member_{m}_", member))
     return arrays
 
 
-def _member_arrays(prefix, members) -> dict:
+def _layer_arrays(prefix, layers) -> dict:
+    """{prefix}layer_{i}_w / _b of one MLP's ((W, b), ...), float32."""
     return {
-        f"{prefix}_{m}_layer_{i}_{name}": np.asarray(a, np.float32)
-        for m, member in enumerate(members)
-        for i, layer in enumerate(member)
+        f"{prefix}layer_{i}_{name}": np.asarray(a, np.float32)
+        for i, layer in enumerate(layers)
         for name, a in zip("wb", layer, strict=True)
     }
 
 
-def _read_members(data, prefix, num_members, num_layers) -> tuple:
+def _read_layers(data, prefix, num_layers) -> tuple:
+    """Inverse of `_layer_arrays`."""
     return tuple(
-        tuple(
-            tuple(jnp.asarray(data[f"{prefix}_{m}_layer_{i}_{name}"], jnp.float32) for name in "wb")
-            for i in range(num_layers)
-        )
-        for m in range(num_members)
+        tuple(jnp.asarray(data[f"{prefix}layer_{i}_{name}"], jnp.float32) for name in "wb")
+        for i in range(num_layers)
     )
 
 
@@ -322,19 +318,15 @@ def fitted_from_arrays(data) -> FittedEmulator:
     f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
     knots = tuple(np.asarray(data[f"base_knots_{p}"], np.float64) for p in range(2))
     anova = tuple(np.asarray(data[f"anova_knots_{p}"], np.float64) for p in range(6))
-    layers = tuple(
-        (f32(data[f"layer_{i}_w"]), f32(data[f"layer_{i}_b"])) for i in range(meta["num_layers"])
-    )
+    num, num_low = meta["num_layers"], meta.get("num_low_layers", 0)
     low = {}
-    if meta.get("num_low_layers", 0):
-        low["low_layers"] = tuple(
-            (f32(data[f"low_layer_{i}_w"]), f32(data[f"low_layer_{i}_b"]))
-            for i in range(meta["num_low_layers"])
-        )
+    if num_low:
+        low["low_layers"] = _read_layers(data, "low_", num_low)
         for name in _LOW_ARRAYS:
             low[name] = f32(data[name])
-        low["low_members"] = _read_members(
-            data, "low_member", meta.get("num_low_members", 0), meta["num_low_layers"]
+        low["low_members"] = tuple(
+            _read_layers(data, f"low_member_{m}_", num_low)
+            for m in range(meta.get("num_low_members", 0))
         )
     return FittedEmulator(
         ell=f32(data["ell"]),
@@ -346,8 +338,10 @@ def fitted_from_arrays(data) -> FittedEmulator:
         anova_basis=tuple(f32(spline_basis(k)) for k in anova),
         anova_log_cl=f32(data["anova_log_cl"]),
         anova_pcs=f32(data["anova_pcs"]) if "anova_pcs" in data else None,
-        layers=layers,
-        members=_read_members(data, "member", meta.get("num_members", 0), meta["num_layers"]),
+        layers=_read_layers(data, "", num),
+        members=tuple(
+            _read_layers(data, f"member_{m}_", num) for m in range(meta.get("num_members", 0))
+        ),
         pca_mean=f32(data["pca_mean"]),
         pca_basis=f32(data["pca_basis"]),
         feature_lo=f32(data["feature_lo"]),

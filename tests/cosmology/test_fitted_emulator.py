@@ -79,8 +79,9 @@ def test_jade_matches_jax_cosmo_at_fiducial(jade, reference_cl):
 def test_jade_matches_jax_cosmo_on_prior_draws(jade, reference_cl):
     """100 prior draws (seed 7) vs jax-cosmo over the resolved l: issue 2's max <= 1 %.
 
-    Measured with the shipped fit (main MLP + small-Omega_c MLP): median 0.17 %, 95th
-    percentile 0.47 %, max 0.65 % (Omega_c = 0.028). docs/cosmology.md has 300 more draws.
+    Measured with the shipped fit (3-member main and small-Omega_c ensembles): median 0.12 %,
+    95th percentile 0.27 %, max 0.49 % (Omega_c = 0.028). benchmarks/emulator_accuracy.py
+    measures 900 more draws (docs/cosmology.md).
     """
     theta = _prior_draws(100, seed=7, bounds=jade.bounds)
     assert theta.shape == (100, 6)
