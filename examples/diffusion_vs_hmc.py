@@ -51,7 +51,7 @@ def main(args):
         num_samples=args.samples,
         num_chains=2,
         max_tree_depth=args.max_tree_depth,
-        chain_method="sequential",
+        chain_method="auto",  # on a CPU: one process per core (docs/validation.md)
         truth=truth,
     )
     for name, idata in (("diffusion", diffusion), ("nuts", nuts)):

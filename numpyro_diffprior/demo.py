@@ -17,7 +17,7 @@ import jax
 
 from numpyro_diffprior.presets import get_preset
 
-__all__ = ["DemoSettings", "run_demo", "QUICK", "FULL"]
+__all__ = ["DemoSettings", "run_demo", "diffusion_sampler", "QUICK", "FULL"]
 
 
 class DemoSettings(dict):
@@ -44,9 +44,9 @@ FULL = DemoSettings(
     langevin_steps_per_level=4,
     nuts_warmup=120,
     nuts_samples=120,
-    nuts_chains=2,
+    nuts_chains=4,
     nuts_max_tree_depth=7,
-    nuts_chain_method="sequential",
+    nuts_chain_method="auto",  # one process per core on a CPU
 )
 QUICK = DemoSettings(
     {
@@ -62,6 +62,27 @@ QUICK = DemoSettings(
         "nuts_max_tree_depth": 3,
     }
 )
+
+
+def diffusion_sampler(settings: dict, *, progress_bar=True):
+    """The demo's `DiffusionPosteriorSampler` for `settings` (keys as in `FULL`)."""
+    from numpyro_diffprior.infer.models import shear_model
+    from numpyro_diffprior.infer.posterior import DiffusionPosteriorSampler
+
+    s = DemoSettings({**FULL, **settings})
+    return DiffusionPosteriorSampler(
+        shear_model,  # the prior goes in as a model argument: weights stay traced inputs
+        guidance=s.diffusion_guidance,
+        sampler=s.diffusion_sampler,
+        num_steps=s.diffusion_steps,
+        num_corrector_steps=s.diffusion_corrector_steps,
+        sigma_max=s.diffusion_sigma_max,
+        mmps_covariance=s.diffusion_mmps_covariance,
+        guidance_clip=s.diffusion_guidance_clip,
+        cg_maxiter=s.diffusion_cg_maxiter,
+        chunk_size=min(64, s.diffusion_draws),
+        progress_bar=progress_bar,
+    )
 
 
 def _log(msg):
@@ -87,7 +108,6 @@ def run_demo(
     from numpyro_diffprior.infer.langevin import AnnealedLangevinSampler
     from numpyro_diffprior.infer.models import shear_model
     from numpyro_diffprior.infer.nuts import nuts_baseline
-    from numpyro_diffprior.infer.posterior import DiffusionPosteriorSampler
     from numpyro_diffprior.observations import save_observation, simulate_observation
     from numpyro_diffprior.prior import DiffusionPrior
 
@@ -116,7 +136,6 @@ def run_demo(
         kappa_true=obs["kappa_true"],
     )
     truth = {"theta": obs["theta_true"], "kappa": obs["kappa_true"]}
-    model = shear_model  # the prior goes in as a model argument: weights stay traced inputs
     idatas = {}
 
     _log(
@@ -124,19 +143,7 @@ def run_demo(
         f"{s.diffusion_steps} steps x {1 + s.diffusion_corrector_steps}, {s.diffusion_draws} draws)"
     )
     t0 = time.perf_counter()
-    sampler = DiffusionPosteriorSampler(
-        model,
-        guidance=s.diffusion_guidance,
-        sampler=s.diffusion_sampler,
-        num_steps=s.diffusion_steps,
-        num_corrector_steps=s.diffusion_corrector_steps,
-        sigma_max=s.diffusion_sigma_max,
-        mmps_covariance=s.diffusion_mmps_covariance,
-        guidance_clip=s.diffusion_guidance_clip,
-        cg_maxiter=s.diffusion_cg_maxiter,
-        chunk_size=min(64, s.diffusion_draws),
-        progress_bar=progress_bar,
-    )
+    sampler = diffusion_sampler(s, progress_bar=progress_bar)
     sampler.run(key_diff, s.diffusion_draws, prior=prior, shear_obs=obs["shear"])
     idatas["diffusion"] = sampler.to_inference_data(truth=truth)
     timings["diffusion_s"] = time.perf_counter() - t0
@@ -144,7 +151,7 @@ def run_demo(
     _log(f"annealed Langevin (BlackJAX, {s.langevin_levels} levels)")
     t0 = time.perf_counter()
     langevin = AnnealedLangevinSampler(
-        model,
+        shear_model,
         sigma_max=s.langevin_sigma_max,
         num_levels=s.langevin_levels,
         num_steps_per_level=s.langevin_steps_per_level,

@@ -23,7 +23,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output InferenceData .nc")
     parser.add_argument("--warmup", type=int, default=500, help="warmup iterations per chain")
     parser.add_argument("--samples", type=int, default=500, help="draws per chain")
-    parser.add_argument("--chains", type=int, default=4, help="chains (run vectorised)")
+    parser.add_argument("--chains", type=int, default=4, help="number of chains")
+    parser.add_argument(
+        "--chain-method",
+        default="auto",
+        choices=["auto", "processes", "vectorized", "sequential", "parallel"],
+        help="how chains run: auto (default) = one process per CPU core on a CPU, else vectorized",
+    )
     parser.add_argument("--max-tree-depth", type=int, default=10)
     parser.add_argument("--target-accept", type=float, default=0.8)
     parser.add_argument("--seed", type=int, default=0)
@@ -59,6 +65,7 @@ def run(args) -> int:
         num_warmup=args.warmup,
         num_samples=args.samples,
         num_chains=args.chains,
+        chain_method=args.chain_method,
         max_tree_depth=args.max_tree_depth,
         target_accept_prob=args.target_accept,
         truth=truth or None,

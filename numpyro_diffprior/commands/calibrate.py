@@ -195,6 +195,7 @@ def nuts_sampler_fn(
     from numpyro_diffprior.infer.nuts import nuts_baseline
 
     per_chain = -(-num_draws // num_chains)
+    nuts_kwargs.setdefault("chain_method", "auto")  # on a CPU: one process per core
 
     def sampler_fn(rng_key, obs):
         idata = nuts_baseline(

@@ -9,6 +9,7 @@ standard the diffusion samplers are compared with (DESIGN §2.8). Chains run vec
 
 from __future__ import annotations
 
+import os
 import time
 
 import jax
@@ -20,7 +21,14 @@ from numpyro_diffprior.infer.inference_data import to_inference_data
 from numpyro_diffprior.observations import broadcast_mask
 from numpyro_diffprior.presets import get_preset
 
-__all__ = ["nuts_baseline", "convergence_summary", "baseline_inference_data", "EXTRA_FIELDS"]
+__all__ = [
+    "nuts_baseline",
+    "convergence_summary",
+    "baseline_inference_data",
+    "EXTRA_FIELDS",
+    "CHAIN_METHODS",
+    "resolve_chain_method",
+]
 
 # NumPyro extra field -> sample_stats name (ArviZ conventions).
 EXTRA_FIELDS = {
@@ -30,6 +38,17 @@ EXTRA_FIELDS = {
     "num_steps": "n_steps",
     "diverging": "diverging",
 }
+CHAIN_METHODS = ("vectorized", "sequential", "parallel", "processes", "auto")
+
+
+def resolve_chain_method(chain_method: str, num_chains: int) -> str:
+    """ "auto": "processes" for several chains on a multi-core CPU, else "vectorized"."""
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
+    if chain_method != "auto":
+        return chain_method
+    cpu = jax.default_backend() == "cpu" and (os.cpu_count() or 1) > 1
+    return "processes" if cpu and num_chains > 1 else "vectorized"
 
 
 def convergence_summary(theta) -> dict:
@@ -59,6 +78,7 @@ def nuts_baseline(
     model=None,
     emulator=None,
     chain_method: str = "vectorized",
+    num_workers: int | None = None,
 ):
     """Run NUTS on `lensing_model` (or `model`, same sites) given `shear_obs` (C, 2, N, N).
 
@@ -70,6 +90,12 @@ def nuts_baseline(
     settings, timings and a convergence summary (max R-hat, min ESS over theta).
     `warmup_time_s` includes compilation; `sampling_time_s` (and the derived time per gradient
     and per effective sample) includes the sampling phase's own, shorter compilation.
+
+    chain_method: NumPyro's "vectorized" or "sequential", or "processes": chains spread over
+    `num_workers` (default: the CPU count) spawned processes (`infer.chain_processes`; the
+    fastest on a multi-core CPU; needs a picklable model and a `__main__` guard); the draws
+    equal "sequential"'s. "auto": "processes" for several chains on a multi-core CPU, else
+    "vectorized".
     """
     preset = get_preset(preset)
     if shear_obs is None:
@@ -85,46 +111,46 @@ def nuts_baseline(
             raise ValueError(f"{name} must be >= 1, got {value}")
     if num_chains < 1:
         raise ValueError(f"num_chains must be >= 1, got {num_chains}")
+    chain_method = resolve_chain_method(chain_method, num_chains)
     if model is None:
         from numpyro_diffprior.simulator.model import lensing_model as model
-    kernel = NUTS(
-        model,
-        init_strategy=init_strategy or init_to_median(num_samples=15),
-        target_accept_prob=target_accept_prob,
-        max_tree_depth=max_tree_depth,
-        dense_mass=dense_mass,
-    )
-    mcmc = MCMC(
-        kernel,
+    job = dict(
+        model=model,
+        kernel_kwargs=dict(
+            init_strategy=init_strategy or init_to_median(num_samples=15),
+            target_accept_prob=target_accept_prob,
+            max_tree_depth=max_tree_depth,
+            dense_mass=dense_mass,
+        ),
         num_warmup=num_warmup,
         num_samples=num_samples,
-        num_chains=num_chains,
-        chain_method=chain_method,
-        progress_bar=progress_bar,
+        model_kwargs=dict(
+            preset=preset, shear_obs=shear_obs, mask=mask, noise_std=noise_std, emulator=emulator
+        ),
     )
-    model_kwargs = dict(
-        preset=preset, shear_obs=shear_obs, mask=mask, noise_std=noise_std, emulator=emulator
-    )
-    extra = tuple(EXTRA_FIELDS)
-    start = time.perf_counter()
-    mcmc.warmup(rng_key, extra_fields=extra, collect_warmup=False, **model_kwargs)
-    jax.block_until_ready(mcmc.post_warmup_state)
-    warmup_time = time.perf_counter() - start
-    mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=extra, **model_kwargs)
-    samples = mcmc.get_samples(group_by_chain=True)
-    jax.block_until_ready(samples)
-    total_time = time.perf_counter() - start
-    fields = mcmc.get_extra_fields(group_by_chain=True)
+    if chain_method == "processes":
+        from numpyro_diffprior.infer.chain_processes import run_chains_in_processes
 
-    theta = np.asarray(samples["theta"])
-    kappa = np.asarray(samples["kappa"])
-    stats = {name: np.asarray(fields[key]) for key, name in EXTRA_FIELDS.items()}
-    stats["lp"] = -stats["lp"]
-    stats["tree_depth"] = np.ceil(np.log2(stats["n_steps"] + 1.0)).astype(np.int64)
+        # The keys NumPyro's own chain methods give each chain: the same draws as "sequential".
+        keys = rng_key[None] if num_chains == 1 else jax.random.split(rng_key, num_chains)
+        runs, total_time = run_chains_in_processes(
+            _run_nuts, keys, num_workers=num_workers, progress_bar=progress_bar,
+            chain_method="sequential", **job,
+        )  # fmt: skip
+        # Workers run side by side: the slowest one sets the sampling time; the rest of the
+        # wall time (process start, imports, compilation, warmup) counts as warmup.
+        sampling_time = max(r["sampling_time"] for r in runs)
+        warmup_time = total_time - sampling_time
+        lockstep_grads = max(r["lockstep_grads"] for r in runs)
+        theta, kappa = (np.concatenate([r[k] for r in runs]) for k in ("theta", "kappa"))
+        stats = {k: np.concatenate([r["stats"][k] for r in runs]) for k in runs[0]["stats"]}
+    else:
+        run = _run_nuts(rng_key, num_chains, progress_bar, chain_method=chain_method, **job)
+        warmup_time, sampling_time = run["warmup_time"], run["sampling_time"]
+        lockstep_grads = run["lockstep_grads"]
+        theta, kappa, stats = run["theta"], run["kappa"], run["stats"]
+        total_time = warmup_time + sampling_time
     summary = convergence_summary(theta)
-    sampling_time = total_time - warmup_time
-    # Chains advance in lockstep: per iteration the slowest chain's trajectory sets the cost.
-    lockstep_grads = float(np.sum(np.max(stats["n_steps"], axis=0)))
     attrs = {
         "preset": preset.name,
         "method": "nuts",
@@ -133,6 +159,7 @@ def nuts_baseline(
         "num_chains": int(num_chains),
         "target_accept_prob": float(target_accept_prob),
         "max_tree_depth": int(max_tree_depth),
+        "chain_method": chain_method,
         "wall_time_s": total_time,
         "warmup_time_s": warmup_time,
         "sampling_time_s": sampling_time,
@@ -145,6 +172,51 @@ def nuts_baseline(
         "time_per_effective_sample_s": sampling_time / max(summary["ess_min"], 1e-12),
     }
     return baseline_inference_data(preset, theta, kappa, shear_obs, stats, attrs, truth, mask)
+
+
+def _run_nuts(
+    rng_key, num_chains, progress_bar, *, model, kernel_kwargs, num_warmup, num_samples,
+    chain_method, model_kwargs,
+) -> dict:  # fmt: skip
+    """One NumPyro MCMC run: draws, sample stats (numpy) and its warmup and sampling times."""
+    kernel = NUTS(model, **kernel_kwargs)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method=chain_method,
+        progress_bar=progress_bar,
+    )
+    extra = tuple(EXTRA_FIELDS)
+    start = time.perf_counter()
+    mcmc.warmup(rng_key, extra_fields=extra, collect_warmup=False, **model_kwargs)
+    jax.block_until_ready(mcmc.post_warmup_state)
+    warmup_time = time.perf_counter() - start
+    mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=extra, **model_kwargs)
+    samples = mcmc.get_samples(group_by_chain=True)
+    jax.block_until_ready(samples)
+    sampling_time = time.perf_counter() - start - warmup_time
+    fields = mcmc.get_extra_fields(group_by_chain=True)
+    stats = {name: np.asarray(fields[key]) for key, name in EXTRA_FIELDS.items()}
+    stats["lp"] = -stats["lp"]
+    stats["tree_depth"] = np.ceil(np.log2(stats["n_steps"] + 1.0)).astype(np.int64)
+    n_steps = stats["n_steps"]
+    # Gradients one after the other: vectorised chains advance in lockstep (per iteration the
+    # slowest chain's trajectory sets the cost), parallel ones side by side (the longest chain
+    # does), sequential ones add up.
+    lockstep = {
+        "vectorized": lambda: np.sum(np.max(n_steps, axis=0)),
+        "parallel": lambda: np.max(np.sum(n_steps, axis=1)),
+    }.get(chain_method, lambda: np.sum(n_steps))()
+    return {
+        "theta": np.asarray(samples["theta"]),
+        "kappa": np.asarray(samples["kappa"]),
+        "stats": stats,
+        "warmup_time": warmup_time,
+        "sampling_time": sampling_time,
+        "lockstep_grads": float(lockstep),
+    }
 
 
 def baseline_inference_data(preset, theta, kappa, shear_obs, stats, attrs, truth, mask):

@@ -223,3 +223,46 @@ def test_baseline_command_writes_inference_data(tmp_path):
     assert idata.posterior["kappa"].shape == (2, 10) + preset.map_shape
     assert {"lp", "diverging", "step_size", "n_steps"} <= set(idata.sample_stats.data_vars)
     assert [p.name for p in out.parent.iterdir()] == ["nuts.nc"]  # no temporary left behind
+
+
+def test_chains_in_processes_equal_sequential_chains():
+    """chain_method="processes" (3 chains over 2 spawned workers, one running two chains)
+    gives exactly the draws of NumPyro's sequential chains from the same key."""
+    shear, _, _ = _observation(1)
+    kwargs = dict(
+        preset="tiny", shear_obs=shear, num_warmup=30, num_samples=10, num_chains=3,
+        max_tree_depth=4, progress_bar=False, model=oracle_model,
+    )  # fmt: skip
+    seq = nuts_baseline(jax.random.key(5), chain_method="sequential", **kwargs)
+    proc = nuts_baseline(jax.random.key(5), chain_method="processes", num_workers=2, **kwargs)
+    for name in ("theta", "kappa"):
+        np.testing.assert_allclose(
+            proc.posterior[name].values, seq.posterior[name].values, rtol=1e-5, atol=1e-6
+        )
+    np.testing.assert_array_equal(proc.sample_stats["n_steps"], seq.sample_stats["n_steps"])
+    assert proc.posterior.attrs["chain_method"] == "processes"
+    assert proc.posterior.attrs["sampling_time_s"] > 0 and proc.posterior.attrs["warmup_time_s"] > 0
+
+
+def test_chains_in_processes_refuse_unpicklable_model_and_bad_method():
+    def local_model(**kwargs):  # a closure cannot be sent to a worker process
+        return oracle_model(**kwargs)
+
+    shear, _, _ = _observation(1)
+    with pytest.raises(ValueError, match="must be picklable"):
+        nuts_baseline(jax.random.key(0), preset="tiny", shear_obs=shear, model=local_model,
+                      chain_method="processes", num_chains=2)  # fmt: skip
+    with pytest.raises(ValueError, match="chain_method must be one of"):
+        nuts_baseline(jax.random.key(0), preset="tiny", shear_obs=shear, model=oracle_model,
+                      chain_method="threads")  # fmt: skip
+
+
+def test_split_chains_spreads_evenly():
+    from numpyro_diffprior.infer.chain_processes import split_chains
+
+    assert split_chains(4, 2) == [2, 2]
+    assert split_chains(5, 2) == [3, 2]
+    assert split_chains(2, 8) == [1, 1]
+    assert split_chains(1, 1) == [1]
+    with pytest.raises(ValueError):
+        split_chains(0, 2)

@@ -1,0 +1,132 @@
+"""Benchmark: cost per independent posterior draw, diffusion sampler vs NUTS, side by side.
+
+Usage: python benchmarks/bench_cost.py [--draws 40] [--chains 4] [--warmup 120] [--samples 120]
+       [--chain-method auto] [--seed 0]
+Writes benchmarks/results/cost.md.
+
+On one simulated fiducial observation of the default preset, in one run:
+(1) the diffusion posterior sampler with the demo's settings (`demo.FULL`, shipped model): the
+    same batch of draws twice, so that the second run is the compiled cost; its draws are
+    independent, so time per independent draw = time / draws;
+(2) NUTS on the explicit log-normal model (the demo's baseline settings): time per effective
+    sample = time / min ESS over theta, both for the sampling phase alone and for the whole
+    run (warmup and compilation included).
+The ratio of the two is the issue's cost target (NUTS time per effective sample >= 100x the
+diffusion time per draw).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import platform
+import time
+
+import jax
+import numpy as np
+
+from numpyro_diffprior.demo import FULL, diffusion_sampler
+from numpyro_diffprior.infer.nuts import nuts_baseline, resolve_chain_method
+from numpyro_diffprior.observations import simulate_observation
+from numpyro_diffprior.prior import DiffusionPrior
+
+RESULTS = pathlib.Path(__file__).parent / "results" / "cost.md"
+
+
+def time_diffusion(prior, shear, draws, seed):
+    """(first run s, incl. compilation; second run s; theta draws of the second run)."""
+    sampler = diffusion_sampler({**FULL, "diffusion_draws": draws}, progress_bar=False)
+    times = []
+    for k in range(2):
+        t0 = time.perf_counter()
+        sampler.run(jax.random.key(seed + k), draws, prior=prior, shear_obs=shear)
+        jax.block_until_ready(sampler.get_samples())
+        times.append(time.perf_counter() - t0)
+    return times[0], times[1], np.asarray(sampler.get_samples()["theta"])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="lsst-y10-coarse")
+    parser.add_argument("--draws", type=int, default=FULL.diffusion_draws)
+    parser.add_argument("--chains", type=int, default=FULL.nuts_chains)
+    parser.add_argument("--warmup", type=int, default=FULL.nuts_warmup)
+    parser.add_argument("--samples", type=int, default=FULL.nuts_samples)
+    parser.add_argument("--max-tree-depth", type=int, default=FULL.nuts_max_tree_depth)
+    parser.add_argument("--chain-method", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+
+    prior = DiffusionPrior.from_pretrained(args.preset)
+    obs = simulate_observation(jax.random.key(args.seed), args.preset, theta="fiducial")
+    first, second, theta_d = time_diffusion(prior, obs["shear"], args.draws, args.seed + 10)
+    idata = nuts_baseline(
+        jax.random.key(args.seed + 1),
+        preset=args.preset,
+        shear_obs=obs["shear"],
+        noise_std=obs["noise_std"],
+        num_warmup=args.warmup,
+        num_samples=args.samples,
+        num_chains=args.chains,
+        max_tree_depth=args.max_tree_depth,
+        chain_method=args.chain_method,
+        progress_bar=False,
+    )
+    a = idata.posterior.attrs
+    theta_n = idata.posterior["theta"].values.reshape(-1, theta_d.shape[-1])
+    per_draw, per_draw_cold = second / args.draws, first / args.draws
+    per_ess, per_ess_all = a["time_per_effective_sample_s"], a["wall_time_s"] / a["ess_min"]
+    method = resolve_chain_method(args.chain_method, args.chains)
+    rows = [
+        ("machine", f"{platform.machine()}, {os.cpu_count()} cores, {jax.default_backend()}"),
+        ("observation", f"{args.preset}, fiducial theta, seed {args.seed}"),
+        ("**diffusion** (demo settings: MMPS, 64 SDE steps, kappa covariance, CG 3)", ""),
+        ("draws per run", args.draws),
+        ("first run, incl. compilation (s)", f"{first:.1f}"),
+        ("second run (s)", f"{second:.1f}"),
+        (
+            "time per independent draw (s), compiled / incl. compilation",
+            f"{per_draw:.2f} / {per_draw_cold:.2f}",
+        ),  # fmt: skip
+        ("theta mean ± std", _mean_std(theta_d)),
+        (f"**NUTS** ({args.chains} chains, {method}, max tree depth {args.max_tree_depth})", ""),
+        ("warmup + samples per chain", f"{args.warmup} + {args.samples}"),
+        (
+            "wall time: warmup incl. compilation / sampling (s)",
+            f"{a['warmup_time_s']:.1f} / {a['sampling_time_s']:.1f}",
+        ),  # fmt: skip
+        ("max R-hat, min ESS (theta)", f"{a['rhat_max']:.3f}, {a['ess_min']:.0f}"),
+        ("mean tree depth, divergences", f"{a['mean_tree_depth']:.2f}, {a['num_divergent']}"),
+        (
+            "time per effective sample (s): sampling / whole run",
+            f"{per_ess:.2f} / {per_ess_all:.2f}",
+        ),  # fmt: skip
+        ("theta mean ± std", _mean_std(theta_n)),
+        ("**ratio** NUTS time per effective sample / diffusion time per draw", ""),
+        ("sampling phase vs compiled diffusion", f"{per_ess / per_draw:.2f}x"),
+        ("whole run vs diffusion incl. compilation", f"{per_ess_all / per_draw_cold:.2f}x"),
+        ("target (issue 5)", ">= 100x"),
+    ]
+    text = (
+        "# Cost per independent posterior draw: diffusion vs NUTS (one run, side by side)\n\n"
+        f"`python benchmarks/bench_cost.py` (jax {jax.__version__}). A ratio above 1 means the "
+        "diffusion sampler is cheaper.\n\n| quantity | value |\n|---|---|\n"
+        + "\n".join(f"| {k} | {v} |" for k, v in rows)
+        + "\n"
+    )
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, out)
+    print(text)
+
+
+def _mean_std(theta):
+    return ", ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(theta.mean(0), theta.std(0), strict=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Run independent MCMC chains in separate worker processes (one per CPU core).
+
+On a CPU, one chain of the field-level model keeps a single core busy: XLA's intra-op threads
+do not speed up its small FFTs, vectorised chains (`vmap`) cost as much as sequential ones, and
+two threads or `pmap` devices driving one XLA CPU client can deadlock (jaxlib 0.10). Separate
+processes have separate XLA runtimes, so C chains on C cores run in about the time of one.
+
+Workers are started with the ``spawn`` method (JAX is not fork-safe): the caller's script must
+guard its entry point with ``if __name__ == "__main__":`` and the model must be picklable (a
+module-level function).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import jax
+import numpy as np
+
+__all__ = ["split_chains", "run_chains_in_processes", "SINGLE_THREAD_XLA_FLAGS"]
+
+# One XLA thread per worker: workers, not threads, use the cores.
+SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def split_chains(num_chains: int, num_workers: int) -> list[int]:
+    """Chains per worker: `num_chains` spread as evenly as possible over at most `num_workers`."""
+    if num_chains < 1 or num_workers < 1:
+        raise ValueError(
+            f"need num_chains >= 1 and num_workers >= 1, got {num_chains}, {num_workers}"
+        )
+    workers = min(num_chains, num_workers)
+    return [num_chains // workers + (i < num_chains % workers) for i in range(workers)]
+
+
+def _keys_to_numpy(keys):
+    if jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
+        return np.asarray(jax.random.key_data(keys)), True
+    return np.asarray(keys), False
+
+
+def _init_worker(xla_flags):
+    os.environ["XLA_FLAGS"] = xla_flags
+
+
+def _run_job(fn, key_data, typed, show_progress, kwargs):
+    keys = jax.random.wrap_key_data(key_data) if typed else jax.numpy.asarray(key_data)
+    # NumPyro takes one key for one chain and a batch of keys for several.
+    return fn(keys[0] if len(keys) == 1 else keys, len(keys), show_progress, **kwargs)
+
+
+def run_chains_in_processes(fn, chain_keys, *, num_workers=None, progress_bar=True, **kwargs):
+    """Call ``fn(keys_w, num_chains_w, show_progress, **kwargs)`` in one spawned process per
+    worker, with the chains' keys `chain_keys` (C,) split into contiguous groups
+    (`split_chains`; a group of one is passed as a single key). Chain c always gets
+    ``chain_keys[c]``, whatever the number of workers; only worker 0 shows progress.
+
+    Returns ``(results, wall_time_s)``: the workers' return values in chain order and the wall
+    time of the whole pool (process start, imports and compilation included). An exception in
+    a worker is raised here.
+    """
+    counts = split_chains(len(chain_keys), num_workers or os.cpu_count() or 1)
+    try:
+        pickle.dumps((fn, kwargs))
+    except (pickle.PicklingError, AttributeError, TypeError) as err:
+        raise ValueError(
+            "running chains in processes sends the model and its arguments to the workers: "
+            f"they must be picklable (a module-level function, not a lambda or closure): {err}"
+        ) from err
+    flags = " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""), SINGLE_THREAD_XLA_FLAGS]))
+    context = multiprocessing.get_context("spawn")
+    key_data, typed = _keys_to_numpy(chain_keys)
+    bounds = np.cumsum([0] + counts)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(len(counts), mp_context=context, initializer=_init_worker,
+                             initargs=(flags,)) as pool:  # fmt: skip
+        futures = [
+            pool.submit(_run_job, fn, key_data[lo:hi], typed, progress_bar and w == 0, kwargs)
+            for w, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
+        ]
+        results = [f.result() for f in futures]
+    return results, time.perf_counter() - start
