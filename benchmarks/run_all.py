@@ -11,6 +11,7 @@ SCRIPTS = [
     "bench_training.py",
     "bench_sampling.py",
     "bench_nuts.py",
+    "bench_cost.py",
 ]
 
 if __name__ == "__main__":
