@@ -212,7 +212,7 @@ def build_emulator(
     """Tabulate jax-cosmo on a (num_omega_c x num_sigma_8) grid of a 2-parameter preset.
 
     For a preset sampling all six parameters this builds the `FittedEmulator` instead
-    (`emulator_fit.build_fitted_emulator` with its defaults: 21,734 jax-cosmo calls, about
+    (`emulator_recipe.build_fitted_emulator` with its defaults: 21,734 jax-cosmo calls, about
     2 h in one process on 2 cores; shard it across processes, docs/cosmology.md).
 
     Knots are log-uniform in Omega_c (dense at small Omega_c, where the Eisenstein-Hu + Halofit
@@ -224,7 +224,7 @@ def build_emulator(
 
     preset = get_preset(preset)
     if preset.param_names == PARAMETER_NAMES:
-        from numpyro_diffprior.cosmology.emulator_fit import build_fitted_emulator
+        from numpyro_diffprior.cosmology.emulator_recipe import build_fitted_emulator
 
         return build_fitted_emulator(preset, num_ell=num_ell, progress=progress)
     if preset.param_names != ("Omega_c", "sigma_8"):

@@ -10,6 +10,7 @@ import pytest
 
 from numpyro_diffprior.cosmology import emulator as emu
 from numpyro_diffprior.cosmology import emulator_fit as ef
+from numpyro_diffprior.cosmology import emulator_recipe as er
 from numpyro_diffprior.cosmology import fitted_emulator as fe
 from numpyro_diffprior.cosmology import spectra
 from numpyro_diffprior.cosmology.fitted_emulator import BOX_6, FittedEmulator
@@ -258,7 +259,7 @@ def test_small_omega_c_fit_is_blended_in_and_saved(tmp_path):
     grid, tables = _toy_grid()
     bounds = np.array([BOX_6[n] for n in PARAMETER_NAMES])
     corner_bounds = bounds.copy()
-    corner_bounds[0] = (bounds[0][0], ef.CORNER_OMEGA_C_MAX)
+    corner_bounds[0] = (bounds[0][0], er.CORNER_OMEGA_C_MAX)
     theta, corner = ef.design_points(600, bounds, seed=0), ef.design_points(300, corner_bounds, 2)
     e = ef.fit_emulator(
         JADE, theta, _toy_table(theta), TOY_ELL, grid, tables, progress=False,
@@ -298,7 +299,7 @@ def test_small_omega_c_ensemble_averages_its_members_and_is_saved(tmp_path):
     round trip keeps every member."""
     grid, tables = _toy_grid()
     theta = ef.design_points(200, ef.BOX_6_BOUNDS, seed=0)
-    corner = ef.design_points(100, np.r_[[[0.02, ef.CORNER_OMEGA_C_MAX]], ef.BOX_6_BOUNDS[1:]], 2)
+    corner = ef.design_points(100, np.r_[[[0.02, er.CORNER_OMEGA_C_MAX]], ef.BOX_6_BOUNDS[1:]], 2)
     fit = dict(TOY_FIT, steps=200)
     e = ef.fit_emulator(
         JADE, theta, _toy_table(theta), TOY_ELL, grid, tables, progress=False,
@@ -332,15 +333,15 @@ def test_build_recipe_rejects_bad_requests(tmp_path):
     from numpyro_diffprior.cli import main
 
     with pytest.raises(ValueError, match="all six parameters"):
-        ef.build_fitted_emulator("lsst-y10-coarse", cache_dir=tmp_path)
+        er.build_fitted_emulator("lsst-y10-coarse", cache_dir=tmp_path)
     with pytest.raises(ValueError, match="only_shard must be one of"):
-        ef.build_fitted_emulator(JADE, cache_dir=tmp_path, only_shard="nope")
+        er.build_fitted_emulator(JADE, cache_dir=tmp_path, only_shard="nope")
     with pytest.raises(ValueError, match="multiples"):
-        ef.build_fitted_emulator(JADE, cache_dir=tmp_path, num_points=1000, shard_size=300)
+        er.build_fitted_emulator(JADE, cache_dir=tmp_path, num_points=1000, shard_size=300)
     with pytest.raises(ValueError, match="multiples"):
-        ef.build_fitted_emulator(JADE, cache_dir=tmp_path, num_tail_points=1500)
+        er.build_fitted_emulator(JADE, cache_dir=tmp_path, num_tail_points=1500)
     with pytest.raises(ValueError, match="num_corner_points"):
-        ef.build_fitted_emulator(JADE, cache_dir=tmp_path, num_corner_points=1500)
+        er.build_fitted_emulator(JADE, cache_dir=tmp_path, num_corner_points=1500)
     with pytest.raises(SystemExit, match="--cache-dir"):
         main(["build-emulator", "--preset", "lsst-y10-jade", "--shard", "0"])
 
@@ -348,13 +349,13 @@ def test_build_recipe_rejects_bad_requests(tmp_path):
 def test_corner_shards_are_seeded_prefixes_at_small_omega_c():
     """Corner shard k: the first rows of a CORNER_DESIGN_SIZE design of seed 299 + seed + k,
     all with Omega_c < CORNER_OMEGA_C_MAX (so a larger shard size extends, never redraws)."""
-    shards = ef._shards(JADE, 5000, 2500, 1, 2000, 1000, ef.BOX_6_BOUNDS, 2000, 1000)
+    shards = er._shards(JADE, 5000, 2500, 1, 2000, 1000, ef.BOX_6_BOUNDS, 2000, 1000)
     corner = [s for s in shards if s[0].startswith("corner")]
     assert [name for name, _, _ in corner] == ["corner0", "corner1"]
-    bigger = ef._shards(JADE, 5000, 2500, 1, 2000, 1000, ef.BOX_6_BOUNDS, 3000, 1500)
+    bigger = er._shards(JADE, 5000, 2500, 1, 2000, 1000, ef.BOX_6_BOUNDS, 3000, 1500)
     for k, (_, theta, file) in enumerate(corner):
         assert file == f"corner_lsst-y10-jade_{300 + k}.npz"
-        assert theta.shape == (1000, 6) and theta[:, 0].max() < ef.CORNER_OMEGA_C_MAX
+        assert theta.shape == (1000, 6) and theta[:, 0].max() < er.CORNER_OMEGA_C_MAX
         np.testing.assert_array_equal(
             theta, dict((n, t) for n, t, _ in bigger)[f"corner{k}"][:1000]
         )
@@ -363,16 +364,25 @@ def test_corner_shards_are_seeded_prefixes_at_small_omega_c():
 def test_tail_shards_are_seeded_wider_designs():
     """Tail shard k: design_points(tail_shard_size, seed=200 + seed + k) from the prior widened
     TAIL_WIDEN times (2x; the main design 1.5x), so more of its draws lie beyond 3 sigma."""
-    shards = ef._shards(JADE, 5000, 2500, 1, 2000, 1000, ef.BOX_6_BOUNDS, 0, 1000, 2000, 1000)
+    shards = er._shards(JADE, 5000, 2500, 1, 2000, 1000, ef.BOX_6_BOUNDS, 0, 1000, 2000, 1000)
     tail = [s for s in shards if s[0].startswith("tail")]
     assert [(n, f) for n, _, f in tail] == [
         ("tail0", "tail_lsst-y10-jade_201.npz"), ("tail1", "tail_lsst-y10-jade_202.npz")
     ]  # fmt: skip
     np.testing.assert_array_equal(
-        tail[1][1], ef.design_points(1000, ef.BOX_6_BOUNDS, seed=202, widen=ef.TAIL_WIDEN)
+        tail[1][1], ef.design_points(1000, ef.BOX_6_BOUNDS, seed=202, widen=er.TAIL_WIDEN)
     )
     main = dict((n, t) for n, t, _ in shards)["0"]
     sd = np.array([prior_distribution(n).variance ** 0.5 for n in PARAMETER_NAMES[1:5]])
     mean = np.array([prior_distribution(n).mean for n in PARAMETER_NAMES[1:5]])
     far = lambda t: np.mean(np.any(np.abs(t[:, 1:5] - mean) > 3 * sd, axis=1))  # noqa: E731
     assert far(tail[0][1]) > 1.5 * far(main[:1000]), (far(tail[0][1]), far(main[:1000]))
+
+
+def test_recipe_names_still_import_from_emulator_fit():
+    """The build recipe moved to emulator_recipe; the old emulator_fit names still work."""
+    from numpyro_diffprior.cosmology.emulator_fit import LOW_FIT, build_fitted_emulator
+
+    assert build_fitted_emulator is er.build_fitted_emulator and LOW_FIT is er.LOW_FIT
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        ef.nope  # noqa: B018
