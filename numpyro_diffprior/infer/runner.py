@@ -62,7 +62,7 @@ def _warn_if_diverged(max_abs_theta_n, method):
             f"{DIVERGENCE_THRESHOLD:g} prior standard deviations from the prior mean; the sampler "
             "has diverged for this prior (see docs/sampling.md for settings that work with the "
             "shipped network: the DiffusionPosteriorSampler defaults with num_steps >= 64, or "
-            "AnnealedLangevinSampler(sigma_max=1, num_levels=40, num_steps_per_level=4)).",
+            "AnnealedLangevinSampler(sigma_max=1, num_levels=100, num_steps_per_level=5)).",
             RuntimeWarning,
             stacklevel=3,
         )
