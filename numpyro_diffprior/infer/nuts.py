@@ -4,7 +4,8 @@ The classic "HMC field-level" reference (e.g. Porqueres et al. 2022; Zhou et al.
 non-centred latent white noise `z` (C, N, N) and the cosmological parameters are sampled jointly
 with the No-U-Turn sampler (Hoffman & Gelman 2014) on `simulator.model.lensing_model` conditioned
 on the observed shear. The model knows the true (log-normal) prior, so its posterior is the gold
-standard the diffusion samplers are compared with (DESIGN §2.8). Chains run vectorised.
+standard the diffusion samplers are compared with (DESIGN §2.8). Chains run vectorised, one
+after the other, or in one worker process per CPU core (`infer.chain_processes`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ CHAIN_METHODS = ("vectorized", "sequential", "parallel", "processes", "auto")
 
 
 def resolve_chain_method(chain_method: str, num_chains: int) -> str:
-    """ "auto": "processes" for several chains on a multi-core CPU, else "vectorized"."""
+    """The chain method to use: "auto" is "processes" for several chains on a multi-core CPU
+    and "vectorized" otherwise; any other valid method is returned as is."""
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
     if chain_method != "auto":

@@ -266,3 +266,16 @@ def test_split_chains_spreads_evenly():
     assert split_chains(1, 1) == [1]
     with pytest.raises(ValueError):
         split_chains(0, 2)
+
+
+def test_auto_chain_method_uses_processes_on_a_multicore_cpu():
+    import os
+
+    from numpyro_diffprior.infer.nuts import resolve_chain_method
+
+    multicore_cpu = jax.default_backend() == "cpu" and (os.cpu_count() or 1) > 1
+    assert resolve_chain_method("auto", 4) == ("processes" if multicore_cpu else "vectorized")
+    assert resolve_chain_method("auto", 1) == "vectorized"  # one chain: nothing to spread
+    assert resolve_chain_method("sequential", 4) == "sequential"
+    with pytest.raises(ValueError, match="chain_method must be one of"):
+        resolve_chain_method("threads", 2)
