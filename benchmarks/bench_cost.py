@@ -26,8 +26,8 @@ import time
 import jax
 import numpy as np
 
-from numpyro_diffprior.demo import FULL, diffusion_sampler
-from numpyro_diffprior.infer.nuts import nuts_baseline, resolve_chain_method
+from numpyro_diffprior.demo import FULL, diffusion_sampler, nuts_reference
+from numpyro_diffprior.infer.nuts import resolve_chain_method
 from numpyro_diffprior.observations import simulate_observation
 from numpyro_diffprior.prior import DiffusionPrior
 
@@ -62,17 +62,12 @@ def main(argv=None):
     prior = DiffusionPrior.from_pretrained(args.preset)
     obs = simulate_observation(jax.random.key(args.seed), args.preset, theta="fiducial")
     first, second, theta_d = time_diffusion(prior, obs["shear"], args.draws, args.seed + 10)
-    idata = nuts_baseline(
-        jax.random.key(args.seed + 1),
-        preset=args.preset,
-        shear_obs=obs["shear"],
-        noise_std=obs["noise_std"],
-        num_warmup=args.warmup,
-        num_samples=args.samples,
-        num_chains=args.chains,
-        max_tree_depth=args.max_tree_depth,
-        chain_method=args.chain_method,
-        progress_bar=False,
+    nuts_settings = {
+        "nuts_warmup": args.warmup, "nuts_samples": args.samples, "nuts_chains": args.chains,
+        "nuts_max_tree_depth": args.max_tree_depth, "nuts_chain_method": args.chain_method,
+    }  # fmt: skip
+    idata = nuts_reference(
+        jax.random.key(args.seed + 1), args.preset, obs, nuts_settings, progress_bar=False
     )
     a = idata.posterior.attrs
     theta_n = idata.posterior["theta"].values.reshape(-1, theta_d.shape[-1])

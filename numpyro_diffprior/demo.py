@@ -17,7 +17,7 @@ import jax
 
 from numpyro_diffprior.presets import get_preset
 
-__all__ = ["DemoSettings", "run_demo", "diffusion_sampler", "QUICK", "FULL"]
+__all__ = ["DemoSettings", "run_demo", "diffusion_sampler", "nuts_reference", "QUICK", "FULL"]
 
 
 class DemoSettings(dict):
@@ -87,6 +87,27 @@ def diffusion_sampler(settings: dict, *, progress_bar=True):
     )
 
 
+def nuts_reference(rng_key, preset, obs: dict, settings: dict, *, truth=None, progress_bar=True):
+    """The demo's NUTS baseline on `obs` (`observations.simulate_observation`'s dict) for
+    `settings` (keys as in `FULL`) -> InferenceData."""
+    from numpyro_diffprior.infer.nuts import nuts_baseline
+
+    s = DemoSettings({**FULL, **settings})
+    return nuts_baseline(
+        rng_key,
+        preset=preset,
+        shear_obs=obs["shear"],
+        noise_std=obs["noise_std"],
+        num_warmup=s.nuts_warmup,
+        num_samples=s.nuts_samples,
+        num_chains=s.nuts_chains,
+        max_tree_depth=s.nuts_max_tree_depth,
+        chain_method=s.nuts_chain_method,
+        truth=truth,
+        progress_bar=progress_bar,
+    )
+
+
 def _log(msg):
     print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -109,7 +130,6 @@ def run_demo(
     from numpyro_diffprior.infer.inference_data import save_inference_data
     from numpyro_diffprior.infer.langevin import AnnealedLangevinSampler
     from numpyro_diffprior.infer.models import shear_model
-    from numpyro_diffprior.infer.nuts import nuts_baseline
     from numpyro_diffprior.observations import save_observation, simulate_observation
     from numpyro_diffprior.prior import DiffusionPrior
 
@@ -166,18 +186,8 @@ def run_demo(
 
     _log(f"NUTS field-level baseline ({s.nuts_chains} chains x {s.nuts_samples} draws)")
     t0 = time.perf_counter()
-    idatas["nuts"] = nuts_baseline(
-        key_nuts,
-        preset=preset,
-        shear_obs=obs["shear"],
-        noise_std=obs["noise_std"],
-        num_warmup=s.nuts_warmup,
-        num_samples=s.nuts_samples,
-        num_chains=s.nuts_chains,
-        max_tree_depth=s.nuts_max_tree_depth,
-        chain_method=s.nuts_chain_method,
-        truth=truth,
-        progress_bar=progress_bar,
+    idatas["nuts"] = nuts_reference(
+        key_nuts, preset, obs, s, truth=truth, progress_bar=progress_bar
     )
     timings["nuts_s"] = time.perf_counter() - t0
 

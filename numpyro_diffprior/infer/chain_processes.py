@@ -15,7 +15,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
-import time
 from concurrent.futures import ProcessPoolExecutor
 
 import jax
@@ -59,9 +58,8 @@ def run_chains_in_processes(fn, chain_keys, *, num_workers=None, progress_bar=Tr
     (`split_chains`; a group of one is passed as a single key). Chain c always gets
     ``chain_keys[c]``, whatever the number of workers; only worker 0 shows progress.
 
-    Returns ``(results, wall_time_s)``: the workers' return values in chain order and the wall
-    time of the whole pool (process start, imports and compilation included). An exception in
-    a worker is raised here.
+    Returns the workers' return values in chain order. An exception in a worker is raised
+    here.
     """
     counts = split_chains(len(chain_keys), num_workers or os.cpu_count() or 1)
     try:
@@ -75,12 +73,10 @@ def run_chains_in_processes(fn, chain_keys, *, num_workers=None, progress_bar=Tr
     context = multiprocessing.get_context("spawn")
     key_data, typed = _keys_to_numpy(chain_keys)
     bounds = np.cumsum([0] + counts)
-    start = time.perf_counter()
     with ProcessPoolExecutor(len(counts), mp_context=context, initializer=_init_worker,
                              initargs=(flags,)) as pool:  # fmt: skip
         futures = [
             pool.submit(_run_job, fn, key_data[lo:hi], typed, progress_bar and w == 0, kwargs)
             for w, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
         ]
-        results = [f.result() for f in futures]
-    return results, time.perf_counter() - start
+        return [f.result() for f in futures]

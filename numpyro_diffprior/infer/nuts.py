@@ -130,28 +130,26 @@ def nuts_baseline(
             preset=preset, shear_obs=shear_obs, mask=mask, noise_std=noise_std, emulator=emulator
         ),
     )
+    start = time.perf_counter()
     if chain_method == "processes":
         from numpyro_diffprior.infer.chain_processes import run_chains_in_processes
 
         # The keys NumPyro's own chain methods give each chain: the same draws as "sequential".
         keys = rng_key[None] if num_chains == 1 else jax.random.split(rng_key, num_chains)
-        runs, total_time = run_chains_in_processes(
+        runs = run_chains_in_processes(
             _run_nuts, keys, num_workers=num_workers, progress_bar=progress_bar,
             chain_method="sequential", **job,
         )  # fmt: skip
-        # Workers run side by side: the slowest one sets the sampling time; the rest of the
-        # wall time (process start, imports, compilation, warmup) counts as warmup.
-        sampling_time = max(r["sampling_time"] for r in runs)
-        warmup_time = total_time - sampling_time
-        lockstep_grads = max(r["lockstep_grads"] for r in runs)
-        theta, kappa = (np.concatenate([r[k] for r in runs]) for k in ("theta", "kappa"))
-        stats = {k: np.concatenate([r["stats"][k] for r in runs]) for k in runs[0]["stats"]}
     else:
-        run = _run_nuts(rng_key, num_chains, progress_bar, chain_method=chain_method, **job)
-        warmup_time, sampling_time = run["warmup_time"], run["sampling_time"]
-        lockstep_grads = run["lockstep_grads"]
-        theta, kappa, stats = run["theta"], run["kappa"], run["stats"]
-        total_time = warmup_time + sampling_time
+        runs = [_run_nuts(rng_key, num_chains, progress_bar, chain_method=chain_method, **job)]
+    total_time = time.perf_counter() - start
+    # Workers run side by side: the slowest one sets the sampling time; the rest of the wall
+    # time (process start, imports, compilation, warmup) counts as warmup.
+    sampling_time = max(r["sampling_time"] for r in runs)
+    warmup_time = total_time - sampling_time
+    lockstep_grads = max(r["lockstep_grads"] for r in runs)
+    theta, kappa = (np.concatenate([r[k] for r in runs]) for k in ("theta", "kappa"))
+    stats = {k: np.concatenate([r["stats"][k] for r in runs]) for k in runs[0]["stats"]}
     summary = convergence_summary(theta)
     attrs = {
         "preset": preset.name,
@@ -180,7 +178,7 @@ def _run_nuts(
     rng_key, num_chains, progress_bar, *, model, kernel_kwargs, num_warmup, num_samples,
     chain_method, model_kwargs,
 ) -> dict:  # fmt: skip
-    """One NumPyro MCMC run: draws, sample stats (numpy) and its warmup and sampling times."""
+    """One NumPyro MCMC run: draws, sample stats (numpy), its sampling time and gradients."""
     kernel = NUTS(model, **kernel_kwargs)
     mcmc = MCMC(
         kernel,
@@ -191,14 +189,13 @@ def _run_nuts(
         progress_bar=progress_bar,
     )
     extra = tuple(EXTRA_FIELDS)
-    start = time.perf_counter()
     mcmc.warmup(rng_key, extra_fields=extra, collect_warmup=False, **model_kwargs)
     jax.block_until_ready(mcmc.post_warmup_state)
-    warmup_time = time.perf_counter() - start
+    start = time.perf_counter()
     mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=extra, **model_kwargs)
     samples = mcmc.get_samples(group_by_chain=True)
     jax.block_until_ready(samples)
-    sampling_time = time.perf_counter() - start - warmup_time
+    sampling_time = time.perf_counter() - start
     fields = mcmc.get_extra_fields(group_by_chain=True)
     stats = {name: np.asarray(fields[key]) for key, name in EXTRA_FIELDS.items()}
     stats["lp"] = -stats["lp"]
@@ -215,7 +212,6 @@ def _run_nuts(
         "theta": np.asarray(samples["theta"]),
         "kappa": np.asarray(samples["kappa"]),
         "stats": stats,
-        "warmup_time": warmup_time,
         "sampling_time": sampling_time,
         "lockstep_grads": float(lockstep),
     }
