@@ -6,6 +6,9 @@ scores the draws with `diagnostics.calibration.calibration_summary`. Built-in sa
 "diffusion" (`infer.posterior.DiffusionPosteriorSampler`) and "langevin"
 (`infer.langevin.AnnealedLangevinSampler`) on `infer.models.shear_model` with the trained prior,
 and "nuts" (`infer.nuts.nuts_baseline` on the explicit model; recompiles per observation).
+With `num_workers > 1` the observations are sampled in that many spawned processes
+(`infer.chain_processes.imap_in_processes`); `LazySamplerFn` makes a picklable sampler_fn that
+each worker builds once.
 """
 
 from __future__ import annotations
@@ -18,12 +21,20 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from numpyro_diffprior.infer.chain_processes import (
+    _keys_to_numpy,
+    imap_in_processes,
+    resolve_num_workers,
+)
+
 __all__ = [
     "add_parser",
     "run",
     "run_calibration",
     "diffusion_sampler_fn",
+    "pretrained_sampler_fn",
     "nuts_sampler_fn",
+    "LazySamplerFn",
 ]
 
 
@@ -41,6 +52,7 @@ def run_calibration(
     seed: int = 0,
     progress_file=None,
     run_label: str = "",
+    num_workers=1,
 ) -> dict:
     """Simulate `num_obs` observations, sample each posterior, score TARP and MIRA.
 
@@ -53,6 +65,12 @@ def run_calibration(
     sampler's settings) resumes after the last finished one. Observation k always uses the
     k-th split of `rng_key`, so a resumed run equals an uninterrupted one. A file written for
     another run is a ValueError.
+
+    `num_workers` > 1 (or "auto": one per CPU core on a CPU, 1 on an accelerator) samples the
+    observations in that many spawned processes, one XLA thread each; the observations are
+    simulated here first, results are saved in order as they come, and `sampler_fn` must be
+    picklable (`LazySamplerFn`). The draws equal a one-process run's up to floating-point
+    reordering (they are identical for a sampler that does not use XLA's threads).
 
     Returns {"theta_samples" (K, M, P), "kappa_samples" (K, M, C, N, N), "theta_true" (K, P),
     "kappa_true" (K, C, N, N), "summary" (calibration_summary output), "wall_time_s"}.
@@ -94,11 +112,27 @@ def run_calibration(
     done, elapsed = _load_progress(progress_file, run_id)
     theta_s, kappa_s, theta_t, kappa_t = (list(done.get(k, [])) for k in _FIELDS)
     keys = jax.random.split(rng_key, num_obs)
+
+    def simulated():
+        for key in keys[len(theta_s) :]:
+            k_sim, k_post = jax.random.split(key)
+            obs = finish_observation(preset, *draw(k_sim, emulator), mask=mask, noise_std=noise_std)
+            yield k_post, obs
+
+    workers = resolve_num_workers(num_workers, num_obs - len(theta_s))
+    if workers == 1:
+        results = ((obs, sampler_fn(k_post, obs)) for k_post, obs in simulated())
+    else:
+        tasks = list(simulated())
+        key_data = [_keys_to_numpy(k_post) for k_post, _ in tasks]
+        sampled = imap_in_processes(
+            _SampleWithKeyData(sampler_fn),
+            [(data, typed, obs) for (data, typed), (_, obs) in zip(key_data, tasks, strict=True)],
+            num_workers=workers,
+        )
+        results = zip((obs for _, obs in tasks), sampled, strict=True)
     bar = tqdm(total=num_obs, initial=len(theta_s), desc="calibration", disable=not progress)
-    for key in keys[len(theta_s) :]:
-        k_sim, k_post = jax.random.split(key)
-        obs = finish_observation(preset, *draw(k_sim, emulator), mask=mask, noise_std=noise_std)
-        theta, kappa = sampler_fn(k_post, obs)
+    for obs, (theta, kappa) in results:
         theta, kappa = np.asarray(theta), np.asarray(kappa)
         if theta.ndim != 2 or theta.shape[1] != preset.n_params:
             raise ValueError(f"sampler_fn returned theta of shape {theta.shape}; need (M, P)")
@@ -124,6 +158,35 @@ def run_calibration(
     )
     out["wall_time_s"] = elapsed + time.perf_counter() - start
     return out
+
+
+class _SampleWithKeyData:
+    """Calls sampler_fn in a worker with the key rebuilt from its raw data."""
+
+    def __init__(self, sampler_fn):
+        self.sampler_fn = sampler_fn
+
+    def __call__(self, key_data, typed, obs):
+        key = jax.random.wrap_key_data(key_data) if typed else jax.numpy.asarray(key_data)
+        theta, kappa = self.sampler_fn(key, obs)
+        return np.asarray(theta), np.asarray(kappa)
+
+
+class LazySamplerFn:
+    """A picklable sampler_fn: ``build(**kwargs)`` makes the real one on the first call, once
+    per process, so each worker of `run_calibration(num_workers=...)` builds (and compiles)
+    its own. `build` must be a module-level function, e.g. `pretrained_sampler_fn`."""
+
+    def __init__(self, build, **kwargs):
+        self.build, self.kwargs, self._fn = build, kwargs, None
+
+    def __getstate__(self):
+        return {"build": self.build, "kwargs": self.kwargs, "_fn": None}
+
+    def __call__(self, rng_key, obs):
+        if self._fn is None:
+            self._fn = self.build(**self.kwargs)
+        return self._fn(rng_key, obs)
 
 
 def _progress_path(out_dir) -> str:
@@ -165,8 +228,6 @@ def _save_progress(path, run_id, fields, wall_time_s) -> None:
 def diffusion_sampler_fn(prior, *, num_draws: int, method="diffusion", **sampler_kwargs):
     """sampler_fn running `DiffusionPosteriorSampler` (method "diffusion") or
     `AnnealedLangevinSampler` ("langevin") on `infer.models.shear_model` with `prior`."""
-    import functools
-
     from numpyro_diffprior.infer.models import shear_model
 
     if method == "diffusion":
@@ -175,17 +236,42 @@ def diffusion_sampler_fn(prior, *, num_draws: int, method="diffusion", **sampler
         from numpyro_diffprior.infer.langevin import AnnealedLangevinSampler as Sampler
     else:
         raise ValueError(f"method must be 'diffusion' or 'langevin', got {method!r}")
-    model = functools.partial(shear_model, prior)
-    sampler = Sampler(model, progress_bar=False, **sampler_kwargs)
+    # The prior goes in as a model argument, as in the demo, not in a closure: its weights
+    # stay traced inputs of the compiled sampler instead of constants baked into it.
+    sampler = Sampler(shear_model, progress_bar=False, **sampler_kwargs)
 
     def sampler_fn(rng_key, obs):
         sampler.run(
-            rng_key, num_draws, shear_obs=obs["shear"], mask=obs["mask"], noise_std=obs["noise_std"]
+            rng_key,
+            num_draws,
+            prior=prior,
+            shear_obs=obs["shear"],
+            mask=obs["mask"],
+            noise_std=obs["noise_std"],
         )
         samples = sampler.get_samples()
         return samples["theta"], samples["kappa"]
 
     return sampler_fn
+
+
+def load_prior(model: str):
+    """The trained prior of a preset name (its shipped model) or a checkpoint path."""
+    from numpyro_diffprior.presets import PRESETS
+    from numpyro_diffprior.prior import DiffusionPrior
+
+    if model in PRESETS:
+        return DiffusionPrior.from_pretrained(model)
+    if os.path.exists(model):
+        return DiffusionPrior.load(model)
+    raise FileNotFoundError(f"--model {model!r} is neither a preset nor a checkpoint")
+
+
+def pretrained_sampler_fn(model: str, *, num_draws: int, method="diffusion", **sampler_kwargs):
+    """`diffusion_sampler_fn` on the prior of `model` (a preset name or checkpoint path)."""
+    return diffusion_sampler_fn(
+        load_prior(model), num_draws=num_draws, method=method, **sampler_kwargs
+    )
 
 
 def nuts_sampler_fn(
@@ -243,6 +329,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--num-steps", type=int, default=None, help="diffusion steps / Langevin levels"
     )
     parser.add_argument("--warmup", type=int, default=300, help="NUTS warmup per observation")
+    parser.add_argument(
+        "--workers",
+        default="auto",
+        help="processes sampling observations in parallel (auto: one per CPU core on a CPU, "
+        "1 on a GPU)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--no-progress", action="store_true")
@@ -252,29 +344,34 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from numpyro_diffprior.diagnostics.report import write_calibration_report
-    from numpyro_diffprior.presets import PRESETS, get_preset
+    from numpyro_diffprior.presets import get_preset
 
     if args.num_draws < 3:
         raise ValueError(f"--num-draws must be >= 3, got {args.num_draws}")
+    workers = resolve_num_workers(args.workers, args.num_obs)
     if args.method in ("diffusion", "langevin"):
-        from numpyro_diffprior.prior import DiffusionPrior
-
-        if args.model in PRESETS:
-            prior = DiffusionPrior.from_pretrained(args.model)
-        elif os.path.exists(args.model):
-            prior = DiffusionPrior.load(args.model)
-        else:
-            raise FileNotFoundError(f"--model {args.model!r} is neither a preset nor a checkpoint")
-        preset = get_preset(prior.preset)
+        preset = get_preset(load_prior(args.model).preset)
         kwargs = {} if args.guidance is None else {"guidance": args.guidance}
         if args.num_steps is not None:
             kwargs["num_steps" if args.method == "diffusion" else "num_levels"] = args.num_steps
-        sampler_fn = diffusion_sampler_fn(
-            prior, num_draws=args.num_draws, method=args.method, **kwargs
+        sampler_fn = LazySamplerFn(
+            pretrained_sampler_fn,
+            model=args.model,
+            num_draws=args.num_draws,
+            method=args.method,
+            **kwargs,
         )
     else:
         preset = get_preset(args.model)
-        sampler_fn = nuts_sampler_fn(preset, num_draws=args.num_draws, num_warmup=args.warmup)
+        # Several workers already use the cores: each runs its chains one after the other.
+        chains = {"chain_method": "sequential"} if workers > 1 else {}
+        sampler_fn = LazySamplerFn(
+            nuts_sampler_fn,
+            preset=preset.name,
+            num_draws=args.num_draws,
+            num_warmup=args.warmup,
+            **chains,
+        )
     result = run_calibration(
         jax.random.key(args.seed),
         preset,
@@ -285,10 +382,11 @@ def run(args) -> int:
         progress_file=_progress_path(args.out),
         run_label=f"{args.model} {args.method} draws={args.num_draws} guidance={args.guidance} "
         f"steps={args.num_steps} warmup={args.warmup}",
+        num_workers=workers,
     )
     notes = (
         f"Preset `{preset.name}`, method `{args.method}`, {args.num_draws} draws per "
-        f"observation, wall time {result['wall_time_s']:.1f} s."
+        f"observation, {workers} worker process(es), wall time {result['wall_time_s']:.1f} s."
     )
     path = write_calibration_report(
         args.out, result["summary"], title=f"Calibration: {args.method}", notes=notes

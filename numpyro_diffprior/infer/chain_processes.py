@@ -1,4 +1,4 @@
-"""Run independent MCMC chains in separate worker processes (one per CPU core).
+"""Run independent MCMC chains, or any independent tasks, in worker processes (one per core).
 
 On a CPU, one chain of the field-level model keeps a single core busy: XLA's intra-op threads
 do not speed up its small FFTs, vectorised chains (`vmap`) cost as much as sequential ones, and
@@ -20,7 +20,13 @@ from concurrent.futures import ProcessPoolExecutor
 import jax
 import numpy as np
 
-__all__ = ["split_chains", "run_chains_in_processes", "SINGLE_THREAD_XLA_FLAGS"]
+__all__ = [
+    "split_chains",
+    "run_chains_in_processes",
+    "imap_in_processes",
+    "resolve_num_workers",
+    "SINGLE_THREAD_XLA_FLAGS",
+]
 
 # One XLA thread per worker: workers, not threads, use the cores.
 SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -46,6 +52,33 @@ def _init_worker(xla_flags):
     os.environ["XLA_FLAGS"] = xla_flags
 
 
+def _worker_flags() -> str:
+    return " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""), SINGLE_THREAD_XLA_FLAGS]))
+
+
+def _check_picklable(obj, what: str) -> None:
+    try:
+        pickle.dumps(obj)
+    except (pickle.PicklingError, AttributeError, TypeError) as err:
+        raise ValueError(
+            f"running {what} in processes sends it to the workers: it must be picklable "
+            f"(a module-level function or class instance, not a lambda or closure): {err}"
+        ) from err
+
+
+def resolve_num_workers(num_workers, num_tasks: int) -> int:
+    """Worker processes for `num_tasks` independent tasks: "auto" (or None) is one per CPU
+    core on a CPU backend and 1 on an accelerator (where one process already uses the
+    device); never more than the tasks."""
+    if num_workers in (None, "auto"):
+        cpu = jax.default_backend() == "cpu"
+        num_workers = (os.cpu_count() or 1) if cpu else 1
+    num_workers = int(num_workers)
+    if num_workers < 1:
+        raise ValueError(f"num_workers must be >= 1 or 'auto', got {num_workers}")
+    return max(1, min(num_workers, num_tasks))
+
+
 def _run_job(fn, key_data, typed, show_progress, kwargs):
     keys = jax.random.wrap_key_data(key_data) if typed else jax.numpy.asarray(key_data)
     # NumPyro takes one key for one chain and a batch of keys for several.
@@ -62,14 +95,8 @@ def run_chains_in_processes(fn, chain_keys, *, num_workers=None, progress_bar=Tr
     here.
     """
     counts = split_chains(len(chain_keys), num_workers or os.cpu_count() or 1)
-    try:
-        pickle.dumps((fn, kwargs))
-    except (pickle.PicklingError, AttributeError, TypeError) as err:
-        raise ValueError(
-            "running chains in processes sends the model and its arguments to the workers: "
-            f"they must be picklable (a module-level function, not a lambda or closure): {err}"
-        ) from err
-    flags = " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""), SINGLE_THREAD_XLA_FLAGS]))
+    _check_picklable((fn, kwargs), "chains (the model and its arguments)")
+    flags = _worker_flags()
     context = multiprocessing.get_context("spawn")
     key_data, typed = _keys_to_numpy(chain_keys)
     bounds = np.cumsum([0] + counts)
@@ -80,3 +107,31 @@ def run_chains_in_processes(fn, chain_keys, *, num_workers=None, progress_bar=Tr
             for w, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
         ]
         return [f.result() for f in futures]
+
+
+_WORKER_FN = None  # set once in each worker process of `imap_in_processes`
+
+
+def _init_map_worker(xla_flags, fn):
+    global _WORKER_FN
+    os.environ["XLA_FLAGS"] = xla_flags
+    _WORKER_FN = fn
+
+
+def _call_worker_fn(args):
+    return _WORKER_FN(*args)
+
+
+def imap_in_processes(fn, arg_tuples, *, num_workers: int):
+    """Yield ``fn(*args)`` for each tuple in `arg_tuples`, in order, computed by `num_workers`
+    spawned processes with one XLA thread each.
+
+    `fn` is pickled once per worker (not once per task), so an object that builds something
+    expensive on its first call (a sampler, a compiled function) builds it once per worker.
+    Results arrive in input order as soon as they and all earlier ones are done; an
+    exception in a worker is raised here, and closing the generator stops the workers.
+    """
+    _check_picklable(fn, "the function")
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(num_workers, _init_map_worker, (_worker_flags(), fn)) as pool:
+        yield from pool.imap(_call_worker_fn, arg_tuples)

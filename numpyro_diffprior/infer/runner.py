@@ -1,9 +1,10 @@
 """Shared machinery of the model-driven samplers: jitted chunks, progress, InferenceData.
 
-Draws are i.i.d.; they are produced in chunks of `chunk_size` by one jitted function (compiled once
-per sampler and chunk shape: array arguments - and Python floats - are traced, other model
-arguments are static), with a tqdm bar over chunks; with `shard=True` the chunk's batch is split
-over `jax.devices()`.
+Draws are i.i.d.; they are produced in chunks of at most `chunk_size` by one jitted function
+(compiled once per sampler and chunk shape: array arguments - and Python floats - are traced,
+other model arguments are static), with a tqdm bar over chunks; with `shard=True` the chunk's
+batch is split over `jax.devices()`. `num_samples` draws are split into equal chunks
+(`chunk_sizes`), so a run never computes more than a few draws it throws away.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from numpyro_diffprior.infer.model_tracing import (
 )
 from numpyro_diffprior.sharding import batch_sharding, make_mesh
 
-__all__ = ["GUIDANCE"]
+__all__ = ["GUIDANCE", "chunk_sizes"]
 
 GUIDANCE = ("annealed", "dps", "mmps")
 
@@ -48,6 +49,16 @@ def _split_kwargs(model_kwargs):
                 ) from err
             static[key] = value
     return dynamic, tuple(sorted(static.items()))
+
+
+def chunk_sizes(num_samples: int, chunk_size: int, multiple_of: int = 1) -> tuple[int, int]:
+    """(number of chunks, draws per chunk) for `num_samples` draws in chunks of at most
+    `chunk_size` (rounded up to a multiple of `multiple_of`, the devices of a sharded batch):
+    equal chunks, so that the draws computed and thrown away are fewer than the chunks
+    (times `multiple_of`), and one compiled shape serves the whole run."""
+    n_chunks = math.ceil(num_samples / chunk_size)
+    size = math.ceil(num_samples / n_chunks)
+    return n_chunks, multiple_of * math.ceil(size / multiple_of)
 
 
 DIVERGENCE_THRESHOLD = 8.0  # prior standard deviations
@@ -87,16 +98,16 @@ class _ModelSampler:
             self._sharding = batch_sharding(make_mesh())
         self.model, self.guidance = model, guidance
         self.chunk_size, self.num_chains, self.progress_bar = chunk_size, num_chains, progress_bar
-        self._chunk_jit = jax.jit(self._chunk, static_argnums=(2,))
+        self._chunk_jit = jax.jit(self._chunk, static_argnums=(2, 3))
         self._samples = None
 
     def _draw(self, rng_key, model, info, model_kwargs, num):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _chunk(self, rng_key, dynamic, static):
+    def _chunk(self, rng_key, dynamic, static, size):
         kwargs = {**dynamic, **dict(static)}
         info = inspect_model(self.model, kwargs, validate=False)
-        x_n, stats = self._draw(rng_key, self.model, info, kwargs, self.chunk_size)
+        x_n, stats = self._draw(rng_key, self.model, info, kwargs, size)
         x = info.prior.from_normalized(x_n)
         log_lik = make_log_likelihood(self.model, info, kwargs)
         stats["data_log_likelihood"] = jax.vmap(log_lik)(x)
@@ -122,12 +133,13 @@ class _ModelSampler:
         if self.guidance in ("annealed", "mmps"):
             linear_gaussian(self.model, info, model_kwargs, check=True)
         dynamic, static = _split_kwargs(model_kwargs)
-        n_chunks = math.ceil(num_samples / self.chunk_size)
+        devices = jax.device_count() if self._sharding is not None else 1
+        n_chunks, size = chunk_sizes(num_samples, self.chunk_size, devices)
         keys = jax.random.split(rng_key, n_chunks)
         start = time.perf_counter()
         xs, stats = [], []
         for key in tqdm(keys, desc=self.method, disable=not self.progress_bar):
-            x, st = self._chunk_jit(key, dynamic, static)
+            x, st = self._chunk_jit(key, dynamic, static, size)
             xs.append(np.asarray(x))
             stats.append(jax.tree.map(np.asarray, st))
         x = np.concatenate(xs)[:num_samples]

@@ -42,25 +42,32 @@ def oracle_model(preset="tiny", shear_obs=None, mask=None, noise_std=None, emula
     )
 
 
-def _exact_sampler(num_draws, spread=1.0):
-    """Exact posterior draws of x = [theta_n, z] (spread != 1 widens/narrows them)."""
-    n_pix = int(np.prod(PRESET.map_shape))
-    g = np.concatenate([PATTERNS.reshape(2, -1).T, Z_SCALE * np.eye(n_pix)], axis=1)
-    h = np.concatenate([g, -g])
-    cov = np.linalg.inv(np.eye(g.shape[1]) + h.T @ h / NOISE**2)
-    chol = np.linalg.cholesky(cov)
-    gain = cov @ h.T / NOISE**2
+class ExactSampler:
+    """Exact posterior draws of x = [theta_n, z] (spread != 1 widens/narrows them); picklable,
+    so that worker processes can run it."""
 
-    def sampler_fn(rng_key, obs):
+    def __init__(self, num_draws, spread=1.0):
+        n_pix = int(np.prod(PRESET.map_shape))
+        self.g = np.concatenate([PATTERNS.reshape(2, -1).T, Z_SCALE * np.eye(n_pix)], axis=1)
+        h = np.concatenate([self.g, -self.g])
+        cov = np.linalg.inv(np.eye(self.g.shape[1]) + h.T @ h / NOISE**2)
+        self.chol = np.linalg.cholesky(cov)
+        self.gain = cov @ h.T / NOISE**2
+        self.num_draws, self.spread = num_draws, spread
+
+    def __call__(self, rng_key, obs):
         y = np.concatenate([obs["shear"][:, 0].ravel(), obs["shear"][:, 1].ravel()])
-        mean = gain @ y
+        mean = self.gain @ y
         rng = np.random.default_rng(np.asarray(jax.random.key_data(rng_key)))
-        eps = rng.standard_normal((num_draws, g.shape[1]))
-        x = mean + spread * eps @ chol.T
+        eps = rng.standard_normal((self.num_draws, self.g.shape[1]))
+        x = mean + self.spread * eps @ self.chol.T
         theta = PRIOR_MEAN + PRIOR_STD * x[:, :2]
-        return theta, (x @ g.T).reshape((num_draws,) + PRESET.map_shape)
+        return theta, (x @ self.g.T).reshape((self.num_draws,) + PRESET.map_shape)
 
-    return sampler_fn
+
+class FailingSampler:
+    def __call__(self, rng_key, obs):
+        raise RuntimeError("sampler failed in the worker")
 
 
 @pytest.mark.parametrize("spread", [1.0, 0.3])
@@ -68,7 +75,7 @@ def test_run_calibration_with_exact_oracle(spread):
     out = run_calibration(
         jax.random.key(0),
         "tiny",
-        _exact_sampler(60, spread),
+        ExactSampler(60, spread),
         200,
         model=oracle_model,
         progress=False,
@@ -153,7 +160,7 @@ def test_diffusion_sampler_fn_shapes(method):
 def test_run_calibration_resumes_after_a_crash(tmp_path):
     progress = tmp_path / "progress.npz"
     calls = []
-    exact = _exact_sampler(8)
+    exact = ExactSampler(8)
 
     def crashing(rng_key, obs):
         if len(calls) == 3:
@@ -186,19 +193,63 @@ def test_run_calibration_resumes_after_a_crash(tmp_path):
         run_calibration(jax.random.key(4), "tiny", exact, 6, progress_file=progress, **other)
 
 
+def test_run_calibration_in_worker_processes_equals_one_process(tmp_path):
+    """5 observations over 2 spawned workers: the same draws, truths and saved progress as
+    one process; a worker's exception and an unpicklable sampler_fn reach the caller."""
+    kwargs = dict(model=oracle_model, progress=False, seed=1)
+    one = run_calibration(jax.random.key(4), "tiny", ExactSampler(8), 5, **kwargs)
+    progress = tmp_path / "progress.npz"
+    two = run_calibration(jax.random.key(4), "tiny", ExactSampler(8), 5, num_workers=2,
+                          progress_file=progress, **kwargs)  # fmt: skip
+    for field in ("theta_samples", "kappa_samples", "theta_true", "kappa_true"):
+        np.testing.assert_array_equal(two[field], one[field], err_msg=field)
+    with np.load(progress) as saved:
+        np.testing.assert_array_equal(saved["theta_samples"], one["theta_samples"])
+    with pytest.raises(RuntimeError, match="failed in the worker"):
+        run_calibration(jax.random.key(4), "tiny", FailingSampler(), 3, num_workers=2, **kwargs)
+    exact = ExactSampler(8)
+    with pytest.raises(ValueError, match="picklable"):
+        run_calibration(jax.random.key(4), "tiny", lambda k, o: exact(k, o), 3, num_workers=2,
+                        **kwargs)  # fmt: skip
+
+
+def test_resolve_num_workers_and_lazy_sampler_fn():
+    import os
+    import pickle
+
+    from numpyro_diffprior.commands.calibrate import LazySamplerFn
+    from numpyro_diffprior.infer.chain_processes import resolve_num_workers
+
+    cores = (os.cpu_count() or 1) if jax.default_backend() == "cpu" else 1
+    assert resolve_num_workers("auto", 1000) == cores
+    assert resolve_num_workers("auto", 1) == 1 and resolve_num_workers("3", 2) == 2
+    with pytest.raises(ValueError, match="num_workers must be"):
+        resolve_num_workers(0, 5)
+    lazy = LazySamplerFn(ExactSampler, num_draws=4)
+    obs = simulate_observation(jax.random.key(2), "tiny", theta="fiducial", model=oracle_model)
+    theta, kappa = lazy(jax.random.key(0), obs)
+    assert theta.shape == (4, 2) and isinstance(lazy._fn, ExactSampler)
+    built = lazy._fn
+    lazy(jax.random.key(1), obs)
+    assert lazy._fn is built  # built once per process
+    copy = pickle.loads(pickle.dumps(lazy))
+    assert copy._fn is None  # a worker builds its own
+    np.testing.assert_array_equal(copy(jax.random.key(0), obs)[0], theta)
+
+
 def test_calibrate_command_writes_report_and_resumes(tmp_path, capsys):
     from numpyro_diffprior.cli import main
 
     out = tmp_path / "cal"
     argv = ["calibrate", "--method", "langevin", "--num-obs", "2", "--num-draws", "4"]
     argv += ["--num-steps", "2", "--out", str(out), "--no-progress"]
-    assert main(argv) == 0
+    assert main(argv + ["--workers", "2"]) == 0  # one spawned process per observation
     for name in ("report.md", "tarp.png", "mira.png", "progress.npz"):
         assert (out / name).is_file(), name
     with np.load(out / "progress.npz") as saved:
         assert saved["theta_samples"].shape == (2, 4, 2)
         assert saved["kappa_samples"].shape == (2, 4, 5, 32, 32)
-    assert main(argv) == 0  # resumes with nothing left to sample: the same report
+    assert main(argv + ["--workers", "1"]) == 0  # resumes with nothing left: the same report
     other = argv[:-4] + ["3", "--out", str(out), "--no-progress"]  # --num-steps 3
     assert main(other) == 2
     assert "another calibration run" in capsys.readouterr().err

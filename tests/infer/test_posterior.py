@@ -211,11 +211,28 @@ def test_no_retracing_between_runs(gaussian_case, method):
             shear_model, num_levels=3, num_steps_per_level=2, chunk_size=8, progress_bar=False
         )
     kwargs = dict(prior=prior, shear_obs=gaussian_case["shear"], noise_std=NOISE)
-    sampler.run(jax.random.PRNGKey(0), 20, **kwargs)  # 3 chunks
+    sampler.run(jax.random.PRNGKey(0), 20, **kwargs)  # 3 chunks of 7
     after_first = counter.traces
     shear2 = gaussian_case["shear"] * 0.5  # new data, same shapes: no new trace
-    sampler.run(jax.random.PRNGKey(1), 16, **{**kwargs, "shear_obs": shear2})
+    sampler.run(jax.random.PRNGKey(1), 21, **{**kwargs, "shear_obs": shear2})  # 3 x 7 again
     assert after_first > 0 and counter.traces == after_first
+    assert sampler.get_samples()["theta"].shape == (21, 2)
+
+
+def test_chunk_sizes_split_a_run_into_equal_chunks():
+    """A run of n draws computes ceil(n / chunks) per chunk, not a whole default chunk: 8 draws
+    with chunk_size 256 cost 8 draws (they cost 256 before)."""
+    from numpyro_diffprior.infer.runner import chunk_sizes
+
+    assert chunk_sizes(8, 256) == (1, 8)
+    assert chunk_sizes(256, 256) == (1, 256)
+    assert chunk_sizes(300, 256) == (2, 150)
+    assert chunk_sizes(20, 8) == (3, 7)
+    assert chunk_sizes(5, 256, multiple_of=2) == (1, 6)  # a sharded batch over 2 devices
+    for n, c, m in [(1, 1, 1), (97, 10, 1), (1000, 64, 4), (3, 8, 8)]:
+        chunks, size = chunk_sizes(n, c, m)
+        assert size % m == 0 and size <= max(c, m) and chunks * size >= n
+        assert chunks * size - n < chunks * m
 
 
 def test_theta_refresh_keeps_kappa_and_redraws_theta(mmps_run, gaussian_case):
