@@ -73,9 +73,13 @@ def resolve_num_workers(num_workers, num_tasks: int) -> int:
     if num_workers in (None, "auto"):
         cpu = jax.default_backend() == "cpu"
         num_workers = (os.cpu_count() or 1) if cpu else 1
-    num_workers = int(num_workers)
-    if num_workers < 1:
-        raise ValueError(f"num_workers must be >= 1 or 'auto', got {num_workers}")
+    try:
+        count = int(num_workers)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1:
+        raise ValueError(f"num_workers must be a positive integer or 'auto', got {num_workers!r}")
+    num_workers = count
     return max(1, min(num_workers, num_tasks))
 
 

@@ -223,8 +223,9 @@ def test_resolve_num_workers_and_lazy_sampler_fn():
     cores = (os.cpu_count() or 1) if jax.default_backend() == "cpu" else 1
     assert resolve_num_workers("auto", 1000) == cores
     assert resolve_num_workers("auto", 1) == 1 and resolve_num_workers("3", 2) == 2
-    with pytest.raises(ValueError, match="num_workers must be"):
-        resolve_num_workers(0, 5)
+    for bad in (0, "many", "1.5"):
+        with pytest.raises(ValueError, match="num_workers must be a positive integer"):
+            resolve_num_workers(bad, 5)
     lazy = LazySamplerFn(ExactSampler, num_draws=4)
     obs = simulate_observation(jax.random.key(2), "tiny", theta="fiducial", model=oracle_model)
     theta, kappa = lazy(jax.random.key(0), obs)
