@@ -135,16 +135,10 @@ def pretrained_rows(num):
     prior = DiffusionPrior.load(PRETRAINED)
     pred = Predictive(shear_model, num_samples=1)(jax.random.PRNGKey(0), prior)
     shear = pred["shear"][0]
-    settings = dict(demo.FULL, diffusion_draws=num)
+    settings = dict(demo.FULL, diffusion_draws=num, num_draws=num)
     samplers = {
         "diffusion / mmps (demo settings)": demo.diffusion_sampler(settings, progress_bar=False),
-        "langevin / annealed (demo ladder)": AnnealedLangevinSampler(
-            shear_model,
-            sigma_max=settings["langevin_sigma_max"],
-            num_levels=settings["langevin_levels"],
-            num_steps_per_level=settings["langevin_steps_per_level"],
-            progress_bar=False,
-        ),
+        "langevin / annealed (demo ladder)": demo.langevin_sampler(settings, progress_bar=False),
     }
     rows = []
     for name, sampler in samplers.items():

@@ -17,7 +17,15 @@ import jax
 
 from numpyro_diffprior.presets import get_preset
 
-__all__ = ["DemoSettings", "run_demo", "diffusion_sampler", "nuts_reference", "QUICK", "FULL"]
+__all__ = [
+    "DemoSettings",
+    "run_demo",
+    "diffusion_sampler",
+    "langevin_sampler",
+    "nuts_reference",
+    "QUICK",
+    "FULL",
+]
 
 
 class DemoSettings(dict):
@@ -87,6 +95,22 @@ def diffusion_sampler(settings: dict, *, progress_bar=True):
     )
 
 
+def langevin_sampler(settings: dict, *, progress_bar=True):
+    """The demo's `AnnealedLangevinSampler` for `settings` (keys as in `FULL`)."""
+    from numpyro_diffprior.infer.langevin import AnnealedLangevinSampler
+    from numpyro_diffprior.infer.models import shear_model
+
+    s = DemoSettings({**FULL, **settings})
+    return AnnealedLangevinSampler(
+        shear_model,
+        sigma_max=s.langevin_sigma_max,
+        num_levels=s.langevin_levels,
+        num_steps_per_level=s.langevin_steps_per_level,
+        chunk_size=min(128, s.num_draws),
+        progress_bar=progress_bar,
+    )
+
+
 def nuts_reference(rng_key, preset, obs: dict, settings: dict, *, truth=None, progress_bar=True):
     """The demo's NUTS baseline on `obs` (`observations.simulate_observation`'s dict) for
     `settings` (keys as in `FULL`) -> InferenceData."""
@@ -128,8 +152,6 @@ def run_demo(
     """
     from numpyro_diffprior.diagnostics.report import write_report
     from numpyro_diffprior.infer.inference_data import save_inference_data
-    from numpyro_diffprior.infer.langevin import AnnealedLangevinSampler
-    from numpyro_diffprior.infer.models import shear_model
     from numpyro_diffprior.observations import save_observation, simulate_observation
     from numpyro_diffprior.prior import DiffusionPrior
 
@@ -172,14 +194,7 @@ def run_demo(
 
     _log(f"annealed Langevin (BlackJAX, {s.langevin_levels} levels)")
     t0 = time.perf_counter()
-    langevin = AnnealedLangevinSampler(
-        shear_model,
-        sigma_max=s.langevin_sigma_max,
-        num_levels=s.langevin_levels,
-        num_steps_per_level=s.langevin_steps_per_level,
-        chunk_size=min(128, s.num_draws),
-        progress_bar=progress_bar,
-    )
+    langevin = langevin_sampler(s, progress_bar=progress_bar)
     langevin.run(key_lang, s.num_draws, prior=prior, shear_obs=obs["shear"])
     idatas["langevin"] = langevin.to_inference_data(truth=truth)
     timings["langevin_s"] = time.perf_counter() - t0

@@ -21,7 +21,9 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from numpyro_diffprior.commands.sample import load_prior
 from numpyro_diffprior.infer.chain_processes import (
+    _keys_from_numpy,
     _keys_to_numpy,
     imap_in_processes,
     resolve_num_workers,
@@ -123,14 +125,9 @@ def run_calibration(
     if workers == 1:
         results = ((obs, sampler_fn(k_post, obs)) for k_post, obs in simulated())
     else:
-        tasks = list(simulated())
-        key_data = [_keys_to_numpy(k_post) for k_post, _ in tasks]
-        sampled = imap_in_processes(
-            _SampleWithKeyData(sampler_fn),
-            [(data, typed, obs) for (data, typed), (_, obs) in zip(key_data, tasks, strict=True)],
-            num_workers=workers,
-        )
-        results = zip((obs for _, obs in tasks), sampled, strict=True)
+        tasks = [(*_keys_to_numpy(k_post), obs) for k_post, obs in simulated()]
+        sampled = imap_in_processes(_SampleWithKeyData(sampler_fn), tasks, num_workers=workers)
+        results = zip((obs for *_, obs in tasks), sampled, strict=True)
     bar = tqdm(total=num_obs, initial=len(theta_s), desc="calibration", disable=not progress)
     for obs, (theta, kappa) in results:
         theta, kappa = np.asarray(theta), np.asarray(kappa)
@@ -167,8 +164,7 @@ class _SampleWithKeyData:
         self.sampler_fn = sampler_fn
 
     def __call__(self, key_data, typed, obs):
-        key = jax.random.wrap_key_data(key_data) if typed else jax.numpy.asarray(key_data)
-        theta, kappa = self.sampler_fn(key, obs)
+        theta, kappa = self.sampler_fn(_keys_from_numpy(key_data, typed), obs)
         return np.asarray(theta), np.asarray(kappa)
 
 
@@ -253,18 +249,6 @@ def diffusion_sampler_fn(prior, *, num_draws: int, method="diffusion", **sampler
         return samples["theta"], samples["kappa"]
 
     return sampler_fn
-
-
-def load_prior(model: str):
-    """The trained prior of a preset name (its shipped model) or a checkpoint path."""
-    from numpyro_diffprior.presets import PRESETS
-    from numpyro_diffprior.prior import DiffusionPrior
-
-    if model in PRESETS:
-        return DiffusionPrior.from_pretrained(model)
-    if os.path.exists(model):
-        return DiffusionPrior.load(model)
-    raise FileNotFoundError(f"--model {model!r} is neither a preset nor a checkpoint")
 
 
 def pretrained_sampler_fn(model: str, *, num_draws: int, method="diffusion", **sampler_kwargs):

@@ -73,11 +73,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def load_prior(model):
     """A DiffusionPrior from a checkpoint directory or a pretrained preset name."""
+    from numpyro_diffprior.presets import PRESETS
     from numpyro_diffprior.prior import DiffusionPrior
 
     if os.path.isdir(model):
         return DiffusionPrior.load(model)
-    return DiffusionPrior.from_pretrained(model)
+    if model in PRESETS:
+        return DiffusionPrior.from_pretrained(model)
+    raise FileNotFoundError(
+        f"model {model!r} is neither a checkpoint directory nor a preset ({', '.join(PRESETS)})"
+    )
 
 
 def run(args) -> int:

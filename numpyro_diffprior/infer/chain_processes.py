@@ -43,9 +43,15 @@ def split_chains(num_chains: int, num_workers: int) -> list[int]:
 
 
 def _keys_to_numpy(keys):
+    """(raw key data, typed?) of JAX keys: numpy arrays pickle to spawned workers, keys don't."""
     if jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
         return np.asarray(jax.random.key_data(keys)), True
     return np.asarray(keys), False
+
+
+def _keys_from_numpy(key_data, typed):
+    """The keys `_keys_to_numpy` took apart."""
+    return jax.random.wrap_key_data(key_data) if typed else jax.numpy.asarray(key_data)
 
 
 def _init_worker(xla_flags):
@@ -79,12 +85,11 @@ def resolve_num_workers(num_workers, num_tasks: int) -> int:
         count = 0
     if count < 1:
         raise ValueError(f"num_workers must be a positive integer or 'auto', got {num_workers!r}")
-    num_workers = count
-    return max(1, min(num_workers, num_tasks))
+    return max(1, min(count, num_tasks))
 
 
 def _run_job(fn, key_data, typed, show_progress, kwargs):
-    keys = jax.random.wrap_key_data(key_data) if typed else jax.numpy.asarray(key_data)
+    keys = _keys_from_numpy(key_data, typed)
     # NumPyro takes one key for one chain and a batch of keys for several.
     return fn(keys[0] if len(keys) == 1 else keys, len(keys), show_progress, **kwargs)
 
