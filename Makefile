@@ -2,6 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+# Test processes (pytest-xdist; 0 runs in this process) and the JAX compilation cache they
+# share: identical programs compiled by different tests or worker processes compile once.
+TEST_WORKERS ?= 2
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0.2
 
 .PHONY: venv demo test test-fast lint benchmark emulator pretrained clean
 
@@ -18,10 +23,10 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check numpyro_diffprior tests examples benchmarks
-	$(BIN)/pytest -q -ra --durations=15
+	$(BIN)/pytest -q -ra --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: venv
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 lint: venv
 	$(BIN)/ruff check numpyro_diffprior tests examples benchmarks
@@ -31,4 +36,4 @@ benchmark: venv
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results .pytest_cache .cache

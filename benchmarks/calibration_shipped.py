@@ -16,10 +16,13 @@ import pathlib
 
 import jax
 
-from numpyro_diffprior.commands.calibrate import diffusion_sampler_fn, run_calibration
+from numpyro_diffprior.commands.calibrate import (
+    LazySamplerFn,
+    pretrained_sampler_fn,
+    run_calibration,
+)
 from numpyro_diffprior.demo import FULL
 from numpyro_diffprior.diagnostics.report import write_calibration_report
-from numpyro_diffprior.prior import DiffusionPrior
 
 SETTINGS = {
     "langevin": dict(
@@ -52,21 +55,27 @@ def main(argv=None):
         default=None,
         help="diffusion only: override the demo's MMPS covariance blocks",
     )
+    p.add_argument(
+        "--workers",
+        default="auto",
+        help="processes sampling observations in parallel (auto: one per CPU core on a CPU)",
+    )
+    p.add_argument("--out", default=None, help="output directory (default: see above)")
     args = p.parse_args(argv)
     settings = dict(SETTINGS[args.method])
     name = f"calibration_{args.method}"
     if args.method == "diffusion":
         settings["mmps_covariance"] = args.mmps_covariance or settings["mmps_covariance"]
         name += f"_{settings['mmps_covariance']}"
-    prior = DiffusionPrior.from_pretrained("lsst-y10-coarse")
-    sampler_fn = diffusion_sampler_fn(
-        prior,
+    sampler_fn = LazySamplerFn(
+        pretrained_sampler_fn,
+        model="lsst-y10-coarse",
         num_draws=args.num_draws,
         method=args.method,
         chunk_size=args.num_draws,
         **settings,
     )
-    out = pathlib.Path(__file__).parent / "results" / name
+    out = pathlib.Path(args.out or pathlib.Path(__file__).parent / "results" / name)
     out.mkdir(parents=True, exist_ok=True)
     result = run_calibration(
         jax.random.key(args.seed),
@@ -76,6 +85,7 @@ def main(argv=None):
         seed=args.seed,
         progress_file=out / f"progress_{args.num_obs}x{args.num_draws}.npz",
         run_label=json.dumps(settings, sort_keys=True),
+        num_workers=args.workers,
     )
     notes = (
         f"{args.num_obs} observations (theta from the prior), {args.num_draws} draws each, "

@@ -7,7 +7,8 @@ processes have separate XLA runtimes, so C chains on C cores run in about the ti
 
 Workers are started with the ``spawn`` method (JAX is not fork-safe): the caller's script must
 guard its entry point with ``if __name__ == "__main__":`` and the model must be picklable (a
-module-level function).
+module-level function). Workers end within a second when the process that started them dies
+(a killed parent runs no cleanup; `_exit_with_parent`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 import jax
@@ -54,8 +57,21 @@ def _keys_from_numpy(key_data, typed):
     return jax.random.wrap_key_data(key_data) if typed else jax.numpy.asarray(key_data)
 
 
-def _init_worker(xla_flags):
+def _exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    """End this worker soon after `parent_pid` dies: a parent killed by SIGTERM or SIGKILL
+    runs no pool cleanup, and its workers would otherwise finish their (long) tasks."""
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _init_worker(xla_flags, parent_pid):
     os.environ["XLA_FLAGS"] = xla_flags
+    _exit_with_parent(parent_pid)
 
 
 def _worker_flags() -> str:
@@ -110,7 +126,7 @@ def run_chains_in_processes(fn, chain_keys, *, num_workers=None, progress_bar=Tr
     key_data, typed = _keys_to_numpy(chain_keys)
     bounds = np.cumsum([0] + counts)
     with ProcessPoolExecutor(len(counts), mp_context=context, initializer=_init_worker,
-                             initargs=(flags,)) as pool:  # fmt: skip
+                             initargs=(flags, os.getpid())) as pool:  # fmt: skip
         futures = [
             pool.submit(_run_job, fn, key_data[lo:hi], typed, progress_bar and w == 0, kwargs)
             for w, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
@@ -121,9 +137,10 @@ def run_chains_in_processes(fn, chain_keys, *, num_workers=None, progress_bar=Tr
 _WORKER_FN = None  # set once in each worker process of `imap_in_processes`
 
 
-def _init_map_worker(xla_flags, fn):
+def _init_map_worker(xla_flags, parent_pid, fn):
     global _WORKER_FN
     os.environ["XLA_FLAGS"] = xla_flags
+    _exit_with_parent(parent_pid)
     _WORKER_FN = fn
 
 
@@ -142,5 +159,6 @@ def imap_in_processes(fn, arg_tuples, *, num_workers: int):
     """
     _check_picklable(fn, "the function")
     context = multiprocessing.get_context("spawn")
-    with context.Pool(num_workers, _init_map_worker, (_worker_flags(), fn)) as pool:
+    initargs = (_worker_flags(), os.getpid(), fn)
+    with context.Pool(num_workers, _init_map_worker, initargs) as pool:
         yield from pool.imap(_call_worker_fn, arg_tuples)
