@@ -57,9 +57,10 @@ def _keys_from_numpy(key_data, typed):
     return jax.random.wrap_key_data(key_data) if typed else jax.numpy.asarray(key_data)
 
 
-def _exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
-    """End this worker soon after `parent_pid` dies: a parent killed by SIGTERM or SIGKILL
+def _exit_with_parent(poll_s: float = 0.5) -> None:
+    """End this worker soon after its parent dies: a parent killed by SIGTERM or SIGKILL
     runs no pool cleanup, and its workers would otherwise finish their (long) tasks."""
+    parent_pid = os.getppid()
 
     def watch():
         while os.getppid() == parent_pid:
@@ -69,9 +70,9 @@ def _exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _init_worker(xla_flags, parent_pid):
+def _init_worker(xla_flags):
     os.environ["XLA_FLAGS"] = xla_flags
-    _exit_with_parent(parent_pid)
+    _exit_with_parent()
 
 
 def _worker_flags() -> str:
@@ -126,7 +127,7 @@ def run_chains_in_processes(fn, chain_keys, *, num_workers=None, progress_bar=Tr
     key_data, typed = _keys_to_numpy(chain_keys)
     bounds = np.cumsum([0] + counts)
     with ProcessPoolExecutor(len(counts), mp_context=context, initializer=_init_worker,
-                             initargs=(flags, os.getpid())) as pool:  # fmt: skip
+                             initargs=(flags,)) as pool:  # fmt: skip
         futures = [
             pool.submit(_run_job, fn, key_data[lo:hi], typed, progress_bar and w == 0, kwargs)
             for w, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
@@ -137,10 +138,9 @@ def run_chains_in_processes(fn, chain_keys, *, num_workers=None, progress_bar=Tr
 _WORKER_FN = None  # set once in each worker process of `imap_in_processes`
 
 
-def _init_map_worker(xla_flags, parent_pid, fn):
+def _init_map_worker(xla_flags, fn):
     global _WORKER_FN
-    os.environ["XLA_FLAGS"] = xla_flags
-    _exit_with_parent(parent_pid)
+    _init_worker(xla_flags)
     _WORKER_FN = fn
 
 
@@ -159,6 +159,5 @@ def imap_in_processes(fn, arg_tuples, *, num_workers: int):
     """
     _check_picklable(fn, "the function")
     context = multiprocessing.get_context("spawn")
-    initargs = (_worker_flags(), os.getpid(), fn)
-    with context.Pool(num_workers, _init_map_worker, initargs) as pool:
+    with context.Pool(num_workers, _init_map_worker, (_worker_flags(), fn)) as pool:
         yield from pool.imap(_call_worker_fn, arg_tuples)
