@@ -311,7 +311,8 @@ def load_emulator_file(path, preset=None) -> ClEmulator:
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no emulator table at {path}")
-    with np.load(path, allow_pickle=False) as data:
+    # Concrete arrays even when first loaded while a model is traced (the result is cached).
+    with np.load(path, allow_pickle=False) as data, jax.ensure_compile_time_eval():
         emulator = _from_arrays(data)
     if preset is not None:
         preset = get_preset(preset)

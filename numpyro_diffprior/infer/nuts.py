@@ -14,11 +14,13 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from numpyro.infer import MCMC, NUTS, init_to_median
 
 from numpyro_diffprior.infer.inference_data import to_inference_data
+from numpyro_diffprior.infer.model_init import constrained_sites, initial_params, model_potential
 from numpyro_diffprior.observations import broadcast_mask
 from numpyro_diffprior.presets import get_preset
 
@@ -54,8 +56,11 @@ def resolve_chain_method(chain_method: str, num_chains: int) -> str:
 
 
 def convergence_summary(theta) -> dict:
-    """Max split R-hat and min bulk ESS over parameters of draws (chain, draw, P)."""
+    """Max split R-hat and min bulk ESS over parameters of draws (chain, draw, P); NaN for
+    fewer than 4 draws per chain."""
     theta = np.asarray(theta, dtype=np.float64)
+    if theta.shape[1] < 4:  # split R-hat needs 2 halves of >= 2 draws per chain
+        return {"rhat_max": float("nan"), "ess_min": float("nan")}
     rhat = np.atleast_1d(split_gelman_rubin(theta))
     ess = np.atleast_1d(effective_sample_size(theta))
     return {"rhat_max": float(np.max(rhat)), "ess_min": float(np.min(ess))}
@@ -174,12 +179,32 @@ def nuts_baseline(
     return baseline_inference_data(preset, theta, kappa, shear_obs, stats, attrs, truth, mask)
 
 
+def _chain_keys(rng_key, num_chains):
+    """(sampler keys, init keys) of the chains: `rng_key` is one key, split per chain as
+    NumPyro's MCMC does, or already one key per chain; each chain's key splits, as NumPyro's
+    HMC.init does, into a sampler key and an init key. Unbatched for a single chain."""
+    if jnp.ndim(rng_key) == 0 and num_chains > 1:
+        rng_key = jax.random.split(rng_key, num_chains)
+    pairs = jax.vmap(jax.random.split)(jnp.reshape(rng_key, (num_chains,)))  # (chains, 2)
+    if num_chains == 1:
+        return pairs[0, 0], pairs[0, 1]
+    return pairs[:, 0], pairs[:, 1]
+
+
 def _run_nuts(
     rng_key, num_chains, progress_bar, *, model, kernel_kwargs, num_warmup, num_samples,
     chain_method, model_kwargs,
 ) -> dict:  # fmt: skip
-    """One NumPyro MCMC run: draws, sample stats (numpy), its sampling time and gradients."""
-    kernel = NUTS(model, **kernel_kwargs)
+    """One NumPyro MCMC run: draws, sample stats (numpy), its sampling time and gradients.
+
+    The chains start where NumPyro's model initialisation would put them, computed in one
+    compiled program (`model_init`), and NUTS runs on the model's potential.
+    """
+    kernel_kwargs = dict(kernel_kwargs)
+    init_strategy = kernel_kwargs.pop("init_strategy")
+    run_keys, init_keys = _chain_keys(rng_key, num_chains)
+    init = initial_params(init_keys, model, model_kwargs, init_strategy)
+    kernel = NUTS(potential_fn=model_potential(model, model_kwargs), **kernel_kwargs)
     mcmc = MCMC(
         kernel,
         num_warmup=num_warmup,
@@ -189,13 +214,14 @@ def _run_nuts(
         progress_bar=progress_bar,
     )
     extra = tuple(EXTRA_FIELDS)
-    mcmc.warmup(rng_key, extra_fields=extra, collect_warmup=False, **model_kwargs)
+    mcmc.warmup(run_keys, init_params=init, extra_fields=extra, collect_warmup=False)
     jax.block_until_ready(mcmc.post_warmup_state)
     start = time.perf_counter()
-    mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=extra, **model_kwargs)
+    mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=extra)
     samples = mcmc.get_samples(group_by_chain=True)
     jax.block_until_ready(samples)
     sampling_time = time.perf_counter() - start
+    samples = constrained_sites(model, model_kwargs, samples, ("theta", "kappa"))
     fields = mcmc.get_extra_fields(group_by_chain=True)
     stats = {name: np.asarray(fields[key]) for key, name in EXTRA_FIELDS.items()}
     stats["lp"] = -stats["lp"]

@@ -20,6 +20,8 @@ gradient of ``eigh`` itself is ``inf * 0``.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -194,11 +196,18 @@ def simulate_kappa(theta, z, emulator, preset):
 
     theta is clipped to the emulator's box inside the traced function (so samplers that step
     outside never crash); user-facing callers should run ``check_in_range`` eagerly first.
+    Compiled as one program: called eagerly (as NumPyro's initialisation traces a model, and
+    differentiates it, op by op) it costs one compilation instead of hundreds.
     """
+    return _simulate_kappa(theta, z, emulator, npix=preset.npix, field_rad=preset.field_rad)
+
+
+@functools.partial(jax.jit, static_argnames=("npix", "field_rad"))
+def _simulate_kappa(theta, z, emulator, *, npix, field_rad):
     from numpyro_diffprior.cosmology.emulator import emulate_cl, emulate_shift
 
     bounds = jnp.asarray(emulator.bounds)
     theta = jnp.clip(theta, bounds[:, 0], bounds[:, 1])
     cl = emulate_cl(emulator, theta)
     shift = emulate_shift(emulator, theta)
-    return lognormal_kappa(z, cl, emulator.ell, shift, npix=preset.npix, field_rad=preset.field_rad)
+    return lognormal_kappa(z, cl, emulator.ell, shift, npix=npix, field_rad=field_rad)

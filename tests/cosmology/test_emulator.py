@@ -112,6 +112,22 @@ def test_jit_vmap_grad_and_finite_differences():
         assert g[1] > 0  # C_l grows with sigma_8
 
 
+def test_first_load_inside_jit_caches_concrete_arrays():
+    """A model traced under jit may be the first to load its preset's emulator: the cached
+    table must hold concrete arrays, not the trace's tracers (which would leak)."""
+    emu._load_by_name.cache_clear()
+    try:
+        total = jax.jit(lambda t: emu.emulate_cl(emu.load_emulator("tiny"), t).sum())(
+            jnp.asarray([0.3, 0.8])
+        )
+        e = emu.load_emulator("tiny")
+        assert not isinstance(e.bounds, jax.core.Tracer)
+        np.testing.assert_allclose(emu.emulate_cl(e, jnp.asarray([0.3, 0.8])).sum(), total,
+                                   rtol=1e-5)  # fmt: skip
+    finally:
+        emu._load_by_name.cache_clear()
+
+
 def test_check_in_range_names_parameter():
     e = emu.load_emulator("tiny")
     emu.check_in_range(e, np.array([[0.3, 0.8], [0.2, 1.0]]))

@@ -279,3 +279,12 @@ def test_auto_chain_method_uses_processes_on_a_multicore_cpu():
     assert resolve_chain_method("sequential", 4) == "sequential"
     with pytest.raises(ValueError, match="chain_method must be one of"):
         resolve_chain_method("threads", 2)
+
+
+def test_convergence_summary_needs_four_draws_per_chain():
+    from numpyro_diffprior.infer.nuts import convergence_summary
+
+    draws = np.random.default_rng(0).standard_normal((2, 3, 2))
+    assert np.isnan(list(convergence_summary(draws).values())).all()  # was an AssertionError
+    summary = convergence_summary(np.random.default_rng(0).standard_normal((4, 200, 2)))
+    assert summary["rhat_max"] == pytest.approx(1.0, abs=0.03) and summary["ess_min"] > 300
