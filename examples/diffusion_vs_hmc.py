@@ -38,7 +38,7 @@ def main(args):
         mmps_covariance="kappa",
         guidance_clip=2.0,
         cg_maxiter=3,
-        chunk_size=min(args.num, 64),
+        chunk_size=64,  # chunks hold at most 64 draws; fewer draws make one chunk
     )
     sampler.run(jax.random.key(1), args.num, prior=prior, shear_obs=obs["shear"])
     diffusion = sampler.to_inference_data(truth=truth)

@@ -90,7 +90,7 @@ def diffusion_sampler(settings: dict, *, progress_bar=True):
         mmps_covariance=s.diffusion_mmps_covariance,
         guidance_clip=s.diffusion_guidance_clip,
         cg_maxiter=s.diffusion_cg_maxiter,
-        chunk_size=min(64, s.diffusion_draws),
+        chunk_size=64,
         progress_bar=progress_bar,
     )
 
@@ -106,7 +106,7 @@ def langevin_sampler(settings: dict, *, progress_bar=True):
         sigma_max=s.langevin_sigma_max,
         num_levels=s.langevin_levels,
         num_steps_per_level=s.langevin_steps_per_level,
-        chunk_size=min(128, s.num_draws),
+        chunk_size=128,
         progress_bar=progress_bar,
     )
 
