@@ -136,17 +136,18 @@ def nuts_baseline(
         ),
     )
     start = time.perf_counter()
+    # The keys NumPyro's own chain methods give each chain ("processes" draws = "sequential"'s).
+    keys = rng_key[None] if num_chains == 1 else jax.random.split(rng_key, num_chains)
     if chain_method == "processes":
         from numpyro_diffprior.infer.chain_processes import run_chains_in_processes
 
-        # The keys NumPyro's own chain methods give each chain: the same draws as "sequential".
-        keys = rng_key[None] if num_chains == 1 else jax.random.split(rng_key, num_chains)
         runs = run_chains_in_processes(
             _run_nuts, keys, num_workers=num_workers, progress_bar=progress_bar,
             chain_method="sequential", **job,
         )  # fmt: skip
     else:
-        runs = [_run_nuts(rng_key, num_chains, progress_bar, chain_method=chain_method, **job)]
+        chain_keys = keys[0] if num_chains == 1 else keys
+        runs = [_run_nuts(chain_keys, num_chains, progress_bar, chain_method=chain_method, **job)]
     total_time = time.perf_counter() - start
     # Workers run side by side: the slowest one sets the sampling time; the rest of the wall
     # time (process start, imports, compilation, warmup) counts as warmup.
@@ -179,20 +180,18 @@ def nuts_baseline(
     return baseline_inference_data(preset, theta, kappa, shear_obs, stats, attrs, truth, mask)
 
 
-def _chain_keys(rng_key, num_chains):
-    """(sampler keys, init keys) of the chains: `rng_key` is one key, split per chain as
-    NumPyro's MCMC does, or already one key per chain; each chain's key splits, as NumPyro's
-    HMC.init does, into a sampler key and an init key. Unbatched for a single chain."""
-    if jnp.ndim(rng_key) == 0 and num_chains > 1:
-        rng_key = jax.random.split(rng_key, num_chains)
-    pairs = jax.vmap(jax.random.split)(jnp.reshape(rng_key, (num_chains,)))  # (chains, 2)
+def _chain_keys(chain_keys, num_chains):
+    """(sampler keys, init keys): each chain's key splits, as NumPyro's HMC.init does, into a
+    sampler key and an init key. `chain_keys` is one key per chain (a single key for one
+    chain); the results are unbatched for a single chain."""
+    pairs = jax.vmap(jax.random.split)(jnp.reshape(chain_keys, (num_chains,)))  # (chains, 2)
     if num_chains == 1:
         return pairs[0, 0], pairs[0, 1]
     return pairs[:, 0], pairs[:, 1]
 
 
 def _run_nuts(
-    rng_key, num_chains, progress_bar, *, model, kernel_kwargs, num_warmup, num_samples,
+    chain_keys, num_chains, progress_bar, *, model, kernel_kwargs, num_warmup, num_samples,
     chain_method, model_kwargs,
 ) -> dict:  # fmt: skip
     """One NumPyro MCMC run: draws, sample stats (numpy), its sampling time and gradients.
@@ -202,7 +201,7 @@ def _run_nuts(
     """
     kernel_kwargs = dict(kernel_kwargs)
     init_strategy = kernel_kwargs.pop("init_strategy")
-    run_keys, init_keys = _chain_keys(rng_key, num_chains)
+    run_keys, init_keys = _chain_keys(chain_keys, num_chains)
     init = initial_params(init_keys, model, model_kwargs, init_strategy)
     kernel = NUTS(potential_fn=model_potential(model, model_kwargs), **kernel_kwargs)
     mcmc = MCMC(
@@ -235,8 +234,8 @@ def _run_nuts(
         "parallel": lambda: np.max(np.sum(n_steps, axis=1)),
     }.get(chain_method, lambda: np.sum(n_steps))()
     return {
-        "theta": np.asarray(samples["theta"]),
-        "kappa": np.asarray(samples["kappa"]),
+        "theta": samples["theta"],
+        "kappa": samples["kappa"],
         "stats": stats,
         "sampling_time": sampling_time,
         "lockstep_grads": float(lockstep),
