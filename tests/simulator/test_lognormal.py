@@ -14,12 +14,16 @@ from numpyro_diffprior.diagnostics.power import (
     power_spectrum,
 )
 from numpyro_diffprior.simulator.lognormal import (
+    _gaussian_power,
     gaussian_field,
+    half_plane_orbits,
     interpolate_cl,
+    isotropic_psd_sqrt,
     lognormal_kappa,
     lognormal_theory_power,
     power_grid,
     psd_sqrt,
+    wavenumber_grid,
 )
 
 N = 32
@@ -52,6 +56,31 @@ def test_interpolation_exact_at_nodes_and_zero_mode():
     np.testing.assert_allclose(
         grid[:, :, 0, 1], cl[:, :, 0] * 0 + AMP3 * (k1 / 100) ** -1.2 * (N / FIELD) ** 2, rtol=1e-4
     )
+
+
+@pytest.mark.parametrize("npix", [N, 15])
+def test_power_grid_equals_interpolation_at_every_mode(npix):
+    # power_grid interpolates once per distinct |k| and copies; the direct evaluation at each
+    # mode of the grid is the reference.
+    cl = power_law_cl(AMP3)
+    for half in (False, True):
+        direct = interpolate_cl(cl, ELL, wavenumber_grid(npix, FIELD, half=half))
+        direct = direct * (npix / FIELD) ** 2
+        np.testing.assert_allclose(power_grid(cl, ELL, npix, FIELD, half=half), direct, rtol=1e-5)
+
+
+@pytest.mark.parametrize("npix", [N, 15])
+def test_isotropic_psd_sqrt_equals_per_mode_sqrt(npix):
+    rep_y, rep_x, inverse = half_plane_orbits(npix)
+    assert inverse.shape == (npix, npix // 2 + 1)
+    m = npix // 2 + 1  # distinct |k_y| and |k_x| values: unordered pairs of them
+    assert len(rep_y) == m * (m + 1) // 2
+    # the Gaussian power of a log-normal field is constant on each set of modes (to rounding)
+    p_g = _gaussian_power(power_law_cl(AMP3), ELL, jnp.array([0.01, 0.02, 0.03]), npix, FIELD)
+    p_max = float(jnp.abs(p_g).max())
+    np.testing.assert_allclose(p_g[rep_y, rep_x][inverse], p_g, atol=1e-6 * p_max)
+    s_full = psd_sqrt(p_g)
+    np.testing.assert_allclose(isotropic_psd_sqrt(p_g), s_full, atol=1e-5 * float(s_full.max()))
 
 
 def test_psd_sqrt_square_and_clipping():
