@@ -135,7 +135,7 @@ def pretrained_rows(num):
     prior = DiffusionPrior.load(PRETRAINED)
     pred = Predictive(shear_model, num_samples=1)(jax.random.PRNGKey(0), prior)
     shear = pred["shear"][0]
-    settings = dict(demo.FULL, diffusion_draws=num, num_draws=num)
+    settings = dict(demo.FULL, diffusion_draws=num, num_draws=num, sampler_workers=1)
     samplers = {
         "diffusion / mmps (demo settings)": demo.diffusion_sampler(settings, progress_bar=False),
         "langevin / annealed (demo ladder)": demo.langevin_sampler(settings, progress_bar=False),

@@ -47,6 +47,8 @@ FULL = DemoSettings(
     diffusion_mmps_covariance="kappa",
     diffusion_guidance_clip=2.0,
     diffusion_cg_maxiter=3,
+    # processes that compute the diffusion and Langevin draws: one per core on a CPU
+    sampler_workers="auto",
     langevin_sigma_max=1.0,
     # 100 x 5 (500 denoiser calls per draw): about a third of the 40 x 4 ladder's bias
     # against NUTS on the demo observation (docs/validation.md).
@@ -70,6 +72,7 @@ QUICK = DemoSettings(
         "nuts_warmup": 10,
         "nuts_samples": 10,
         "nuts_max_tree_depth": 3,
+        "sampler_workers": 1,
     }
 )
 
@@ -92,6 +95,7 @@ def diffusion_sampler(settings: dict, *, progress_bar=True):
         cg_maxiter=s.diffusion_cg_maxiter,
         chunk_size=64,
         progress_bar=progress_bar,
+        num_workers=s.sampler_workers,
     )
 
 
@@ -108,6 +112,7 @@ def langevin_sampler(settings: dict, *, progress_bar=True):
         num_steps_per_level=s.langevin_steps_per_level,
         chunk_size=128,
         progress_bar=progress_bar,
+        num_workers=s.sampler_workers,
     )
 
 

@@ -21,6 +21,8 @@ normalised ones: score_phys(x, sigma) = score_n(x_n, sigma) / s.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 
 import jax
@@ -31,7 +33,38 @@ from numpyro.distributions import constraints
 from numpyro_diffprior.diffusion.normalization import Normalizer, pack, scale_vector, unpack
 from numpyro_diffprior.diffusion.samplers import edm_sampler, euler_maruyama_sampler
 
-__all__ = ["DiffusionPrior", "NoGradientError"]
+__all__ = ["DiffusionPrior", "NetworkDenoiser", "NoGradientError"]
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkDenoiser:
+    """``apply_fn(params, x_n, sigma) -> x_hat_n`` of a trained network: the U-Net of
+    `network_config` for `preset` with the EDM preconditioning (Karras et al. 2022).
+
+    It holds the network's configuration, not a transformed function, so a prior built on it
+    pickles (to send it to worker processes) and priors with equal networks share compiled
+    programs.
+    """
+
+    network_config: object  # nets.NetworkConfig
+    preset: object  # presets.Preset
+    sigma_data: float
+
+    def __call__(self, params, x, sigma):
+        from numpyro_diffprior.diffusion.preconditioning import make_denoise_fn
+
+        _, net = _transformed_network(self.network_config, self.preset)
+        fn = make_denoise_fn(
+            net, params, self.preset.n_params, self.preset.map_shape, sigma_data=self.sigma_data
+        )
+        return fn(x, sigma)
+
+
+@functools.cache
+def _transformed_network(network_config, preset):
+    from numpyro_diffprior.nets import make_network
+
+    return make_network(network_config, preset)
 
 
 class NoGradientError(ValueError):
@@ -122,18 +155,10 @@ class DiffusionPrior(dist.Distribution):
     @classmethod
     def from_checkpoint(cls, checkpoint, **kwargs) -> DiffusionPrior:
         """A prior from a `checkpoints.Checkpoint`; its EMA weights become pytree data."""
-        from numpyro_diffprior.diffusion.preconditioning import make_denoise_fn
-
         preset = checkpoint.preset
-        sigma_data = checkpoint.training_config.sigma_data
-        net = checkpoint.apply_fn
-
-        def apply_fn(params, x, sigma):
-            fn = make_denoise_fn(
-                net, params, preset.n_params, preset.map_shape, sigma_data=sigma_data
-            )
-            return fn(x, sigma)
-
+        apply_fn = NetworkDenoiser(
+            checkpoint.network_config, preset, checkpoint.training_config.sigma_data
+        )
         return cls(
             apply_fn=apply_fn,
             params=checkpoint.ema_params,

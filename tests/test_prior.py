@@ -176,3 +176,17 @@ def test_load_from_checkpoint(tmp_path):
     np.testing.assert_allclose(prior.denoise_normalized(x, sigma), expected, rtol=1e-5, atol=1e-6)
     draws = jax.jit(lambda d, k: d.sample(k, (2,)))(prior, jax.random.key(1))
     assert draws.shape == (2, prior.dim) and bool(jnp.all(jnp.isfinite(draws)))
+
+
+def test_prior_from_checkpoint_pickles_and_shares_programs():
+    # Worker processes receive priors by pickle; the network travels as its configuration.
+    import pickle
+
+    prior = DiffusionPrior.from_pretrained("lsst-y10-coarse")
+    copy = pickle.loads(pickle.dumps(prior))
+    assert copy.apply_fn == prior.apply_fn  # equal networks: one compiled program for both
+    x = jax.random.normal(jax.random.key(0), (2, prior.dim))
+    sigma = jnp.array([0.1, 3.0])
+    np.testing.assert_array_equal(
+        copy.denoise_normalized(x, sigma), prior.denoise_normalized(x, sigma)
+    )

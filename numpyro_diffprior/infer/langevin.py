@@ -104,7 +104,8 @@ class AnnealedLangevinSampler(_ModelSampler):
     """Annealed Langevin posterior sampling of a NumPyro model with one DiffusionPrior site.
 
     Denoiser calls per draw: num_levels x num_steps_per_level. Chains start from
-    N(0, (sigma_max^2 + 1) I) in normalised coordinates.
+    N(0, (sigma_max^2 + 1) I) in normalised coordinates. num_workers: processes that compute the
+    chunks of draws (1: this one; "auto": one per CPU core; `infer.runner`).
     """
 
     method = "langevin"
@@ -123,6 +124,7 @@ class AnnealedLangevinSampler(_ModelSampler):
         num_chains=4,
         progress_bar=True,
         shard=False,
+        num_workers=1,
     ):
         sigma_ladder(sigma_max, sigma_min, num_levels)  # validates
         self.sigma_max, self.sigma_min = sigma_max, sigma_min
@@ -135,6 +137,7 @@ class AnnealedLangevinSampler(_ModelSampler):
             num_chains=num_chains,
             progress_bar=progress_bar,
             shard=shard,
+            num_workers=num_workers,
         )
 
     def settings(self) -> dict:

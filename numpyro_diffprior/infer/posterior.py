@@ -199,6 +199,8 @@ class DiffusionPosteriorSampler(_ModelSampler):
     hence off by default.
     whitening: "spectral" (the preset's theory spectrum; the default for priors with a preset),
     "identity", or an `infer.noncentred.Whitening`.
+    num_workers: processes that compute the chunks of draws (1: this one; "auto": one per CPU
+    core; `infer.runner`).
     """
 
     method = "diffusion"
@@ -229,6 +231,7 @@ class DiffusionPosteriorSampler(_ModelSampler):
         num_chains=4,
         progress_bar=True,
         shard=False,
+        num_workers=1,
     ):
         if sampler not in ("ode", "sde"):
             raise ValueError(f"sampler must be 'ode' or 'sde', got {sampler!r}")
@@ -276,6 +279,7 @@ class DiffusionPosteriorSampler(_ModelSampler):
             num_chains=num_chains,
             progress_bar=progress_bar,
             shard=shard,
+            num_workers=num_workers,
         )
 
     def settings(self) -> dict:

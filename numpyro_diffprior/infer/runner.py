@@ -5,6 +5,11 @@ Draws are i.i.d.; they are produced in chunks of at most `chunk_size` by one jit
 other model arguments are static), with a tqdm bar over chunks; with `shard=True` the chunk's
 batch is split over `jax.devices()`. `num_samples` draws are split into equal chunks
 (`chunk_sizes`), so a run never computes more than a few draws it throws away.
+With `num_workers > 1` ("auto": one per core on a CPU) the chunks, at least one per worker,
+are computed by that many spawned processes with one XLA thread each
+(`chain_processes.imap_in_processes`): on a 2-core CPU about 1.4x faster than one process,
+whose XLA threads leave the cores partly idle. The sampler, the model and its arguments must
+then be picklable (a module-level model; priors from checkpoints are).
 """
 
 from __future__ import annotations
@@ -18,6 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from numpyro_diffprior.infer.chain_processes import (
+    _keys_from_numpy,
+    _keys_to_numpy,
+    imap_in_processes,
+    resolve_num_workers,
+)
 from numpyro_diffprior.infer.inference_data import split_into_chains, to_inference_data
 from numpyro_diffprior.infer.model_tracing import (
     _trace,
@@ -85,10 +96,22 @@ class _ModelSampler:
     method = "base"
 
     def __init__(
-        self, model, *, guidance, chunk_size=256, num_chains=4, progress_bar=True, shard=False
+        self,
+        model,
+        *,
+        guidance,
+        chunk_size=256,
+        num_chains=4,
+        progress_bar=True,
+        shard=False,
+        num_workers=1,
     ):
         if guidance not in GUIDANCE:
             raise ValueError(f"unknown guidance {guidance!r}; valid: {', '.join(GUIDANCE)}")
+        resolve_num_workers(num_workers, 1)  # validates
+        if shard and num_workers != 1:
+            raise ValueError("shard=True splits chunks over devices; use num_workers=1 with it")
+        self.num_workers = num_workers
         self._sharding = None
         if shard and jax.device_count() > 1:
             if chunk_size % jax.device_count():
@@ -98,6 +121,16 @@ class _ModelSampler:
             self._sharding = batch_sharding(make_mesh())
         self.model, self.guidance = model, guidance
         self.chunk_size, self.num_chains, self.progress_bar = chunk_size, num_chains, progress_bar
+        self._chunk_jit = jax.jit(self._chunk, static_argnums=(2, 3))
+        self._samples = None
+
+    def __getstate__(self):
+        # Sent to worker processes without its compiled function and results.
+        dropped = ("_chunk_jit", "_samples", "_run")
+        return {k: v for k, v in self.__dict__.items() if k not in dropped}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
         self._chunk_jit = jax.jit(self._chunk, static_argnums=(2, 3))
         self._samples = None
 
@@ -134,12 +167,14 @@ class _ModelSampler:
             linear_gaussian(self.model, info, model_kwargs, check=True)
         dynamic, static = _split_kwargs(model_kwargs)
         devices = jax.device_count() if self._sharding is not None else 1
-        n_chunks, size = chunk_sizes(num_samples, self.chunk_size, devices)
+        workers = resolve_num_workers(self.num_workers, num_samples)
+        chunk = min(self.chunk_size, math.ceil(num_samples / workers))
+        n_chunks, size = chunk_sizes(num_samples, chunk, devices)
         keys = jax.random.split(rng_key, n_chunks)
         start = time.perf_counter()
         xs, stats = [], []
-        for key in tqdm(keys, desc=self.method, disable=not self.progress_bar):
-            x, st = self._chunk_jit(key, dynamic, static, size)
+        chunks = self._chunks(keys, dynamic, static, size, min(workers, n_chunks))
+        for x, st in tqdm(chunks, desc=self.method, total=n_chunks, disable=not self.progress_bar):
             xs.append(np.asarray(x))
             stats.append(jax.tree.map(np.asarray, st))
         x = np.concatenate(xs)[:num_samples]
@@ -153,6 +188,14 @@ class _ModelSampler:
             stats=stats, prior=prior, shear=tr_obs, wall_time=time.perf_counter() - start
         )
         return self
+
+    def _chunks(self, keys, dynamic, static, size, workers):
+        """(x, stats) of each chunk key, computed here or, in order, by `workers` processes."""
+        if workers == 1:
+            return (self._chunk_jit(key, dynamic, static, size) for key in keys)
+        key_data, typed = _keys_to_numpy(keys)
+        task = _ChunkTask(self, dynamic, static, size, typed)
+        return imap_in_processes(task, [(k,) for k in key_data], num_workers=workers)
 
     def get_samples(self) -> dict:
         if self._samples is None:
@@ -180,6 +223,20 @@ class _ModelSampler:
             attrs=attrs,
             truth=truth,
         )
+
+
+class _ChunkTask:
+    """One chunk of draws of `sampler` from a chunk key's raw data, in a worker process
+    (`chain_processes.imap_in_processes`); the sampler compiles once per worker."""
+
+    def __init__(self, sampler, dynamic, static, size, typed):
+        self.sampler, self.dynamic, self.static = sampler, dynamic, static
+        self.size, self.typed = size, typed
+
+    def __call__(self, key_data):
+        key = _keys_from_numpy(key_data[None], self.typed)[0]
+        out = self.sampler._chunk_jit(key, self.dynamic, self.static, self.size)
+        return jax.tree.map(np.asarray, out)
 
 
 def _observation_for_idata(model, info, model_kwargs):
