@@ -39,7 +39,8 @@ RESULTS = pathlib.Path(__file__).parent / "results" / "cost.md"
 
 def time_diffusion(prior, shear, draws, seed):
     """(first run s, incl. compilation; second run s; theta draws of the second run)."""
-    sampler = diffusion_sampler({**FULL, "diffusion_draws": draws}, progress_bar=False)
+    settings = {**FULL, "diffusion_draws": draws, "sampler_workers": 1}  # this process only
+    sampler = diffusion_sampler(settings, progress_bar=False)
     times = []
     for k in range(2):
         t0 = time.perf_counter()
