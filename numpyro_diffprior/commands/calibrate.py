@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 
 from numpyro_diffprior.commands.sample import load_prior
 from numpyro_diffprior.infer.chain_processes import (
-    _keys_from_numpy,
-    _keys_to_numpy,
     imap_in_processes,
+    keys_from_numpy,
+    keys_to_numpy,
     resolve_num_workers,
 )
 
@@ -125,7 +125,7 @@ def run_calibration(
     if workers == 1:
         results = ((obs, sampler_fn(k_post, obs)) for k_post, obs in simulated())
     else:
-        tasks = [(*_keys_to_numpy(k_post), obs) for k_post, obs in simulated()]
+        tasks = [(*keys_to_numpy(k_post), obs) for k_post, obs in simulated()]
         sampled = imap_in_processes(_SampleWithKeyData(sampler_fn), tasks, num_workers=workers)
         results = zip((obs for *_, obs in tasks), sampled, strict=True)
     bar = tqdm(total=num_obs, initial=len(theta_s), desc="calibration", disable=not progress)
@@ -164,7 +164,7 @@ class _SampleWithKeyData:
         self.sampler_fn = sampler_fn
 
     def __call__(self, key_data, typed, obs):
-        theta, kappa = self.sampler_fn(_keys_from_numpy(key_data, typed), obs)
+        theta, kappa = self.sampler_fn(keys_from_numpy(key_data, typed), obs)
         return np.asarray(theta), np.asarray(kappa)
 
 

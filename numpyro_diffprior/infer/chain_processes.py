@@ -28,6 +28,8 @@ __all__ = [
     "run_chains_in_processes",
     "imap_in_processes",
     "resolve_num_workers",
+    "keys_to_numpy",
+    "keys_from_numpy",
     "SINGLE_THREAD_XLA_FLAGS",
 ]
 
@@ -45,15 +47,15 @@ def split_chains(num_chains: int, num_workers: int) -> list[int]:
     return [num_chains // workers + (i < num_chains % workers) for i in range(workers)]
 
 
-def _keys_to_numpy(keys):
+def keys_to_numpy(keys):
     """(raw key data, typed?) of JAX keys: numpy arrays pickle to spawned workers, keys don't."""
     if jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
         return np.asarray(jax.random.key_data(keys)), True
     return np.asarray(keys), False
 
 
-def _keys_from_numpy(key_data, typed):
-    """The keys `_keys_to_numpy` took apart."""
+def keys_from_numpy(key_data, typed):
+    """The keys `keys_to_numpy` took apart."""
     return jax.random.wrap_key_data(key_data) if typed else jax.numpy.asarray(key_data)
 
 
@@ -106,7 +108,7 @@ def resolve_num_workers(num_workers, num_tasks: int) -> int:
 
 
 def _run_job(fn, key_data, typed, show_progress, kwargs):
-    keys = _keys_from_numpy(key_data, typed)
+    keys = keys_from_numpy(key_data, typed)
     # NumPyro takes one key for one chain and a batch of keys for several.
     return fn(keys[0] if len(keys) == 1 else keys, len(keys), show_progress, **kwargs)
 
@@ -124,7 +126,7 @@ def run_chains_in_processes(fn, chain_keys, *, num_workers=None, progress_bar=Tr
     _check_picklable((fn, kwargs), "chains (the model and its arguments)")
     flags = _worker_flags()
     context = multiprocessing.get_context("spawn")
-    key_data, typed = _keys_to_numpy(chain_keys)
+    key_data, typed = keys_to_numpy(chain_keys)
     bounds = np.cumsum([0] + counts)
     with ProcessPoolExecutor(len(counts), mp_context=context, initializer=_init_worker,
                              initargs=(flags,)) as pool:  # fmt: skip

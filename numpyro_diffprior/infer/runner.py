@@ -24,9 +24,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from numpyro_diffprior.infer.chain_processes import (
-    _keys_from_numpy,
-    _keys_to_numpy,
     imap_in_processes,
+    keys_from_numpy,
+    keys_to_numpy,
     resolve_num_workers,
 )
 from numpyro_diffprior.infer.inference_data import split_into_chains, to_inference_data
@@ -193,7 +193,7 @@ class _ModelSampler:
         """(x, stats) of each chunk key, computed here or, in order, by `workers` processes."""
         if workers == 1:
             return (self._chunk_jit(key, dynamic, static, size) for key in keys)
-        key_data, typed = _keys_to_numpy(keys)
+        key_data, typed = keys_to_numpy(keys)
         task = _ChunkTask(self, dynamic, static, size, typed)
         return imap_in_processes(task, [(k,) for k in key_data], num_workers=workers)
 
@@ -234,7 +234,7 @@ class _ChunkTask:
         self.size, self.typed = size, typed
 
     def __call__(self, key_data):
-        key = _keys_from_numpy(key_data[None], self.typed)[0]
+        key = keys_from_numpy(key_data[None], self.typed)[0]
         out = self.sampler._chunk_jit(key, self.dynamic, self.static, self.size)
         return jax.tree.map(np.asarray, out)
 
