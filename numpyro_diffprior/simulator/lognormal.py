@@ -86,11 +86,16 @@ def power_grid(cl, ell, npix: int, field_rad: float, *, half: bool = False):
     return (interpolate_cl(cl, ell, k) * (npix / field_rad) ** 2)[..., inverse]
 
 
+def _folded_index(npix: int):
+    """``|k| L / 2 pi`` along one axis of the FFT grid: ``min(i, N - i)`` for index i."""
+    return np.minimum(np.arange(npix), npix - np.arange(npix))
+
+
 @functools.cache
 def _grid_radii(npix: int, half: bool):
     """The distinct ``(|k| L / 2 pi)^2 = m_y^2 + m_x^2`` of the FFT grid (full or rfft2 half),
     and for every mode the index of its value: the spectrum is interpolated once per radius."""
-    m = np.minimum(np.arange(npix), npix - np.arange(npix))
+    m = _folded_index(npix)
     m_x = m[: npix // 2 + 1] if half else m
     n2, inverse = np.unique(m[:, None] ** 2 + m_x[None, :] ** 2, return_inverse=True)
     return n2, inverse.reshape(npix, m_x.size)
@@ -145,7 +150,7 @@ def half_plane_orbits(npix: int):
     every half-plane mode the index of its set (shape (N, N//2+1)). For N = 32: 153 of 544.
     """
     iy, ix = np.meshgrid(np.arange(npix), np.arange(npix // 2 + 1), indexing="ij")
-    ky = np.minimum(iy, npix - iy)
+    ky = _folded_index(npix)[iy]
     code = np.minimum(ky, ix) * npix + np.maximum(ky, ix)
     _, first, inverse = np.unique(code.ravel(), return_index=True, return_inverse=True)
     return iy.ravel()[first], ix.ravel()[first], inverse.reshape(code.shape)
