@@ -12,6 +12,7 @@ checks every leaf's shape, so a mismatch or a damaged file is a clear ValueError
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -27,9 +28,9 @@ import numpy as np
 
 from numpyro_diffprior import __version__
 from numpyro_diffprior.diffusion.normalization import Normalizer
-from numpyro_diffprior.diffusion.preconditioning import make_denoise_fn
 from numpyro_diffprior.nets import NetworkConfig, make_network
 from numpyro_diffprior.presets import Preset, get_preset
+from numpyro_diffprior.prior import NetworkDenoiser
 from numpyro_diffprior.training import TrainingConfig, TrainState, make_optimizer
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_pretrained", "FORMAT_VERSION"]
@@ -138,18 +139,16 @@ class Checkpoint:
     config: dict
     path: Path
 
+    def network_denoiser(self) -> NetworkDenoiser:
+        """The picklable ``apply_fn(params, x_n, sigma) -> x_hat_n`` of this network (EDM)."""
+        return NetworkDenoiser(self.network_config, self.preset, self.training_config.sigma_data)
+
     def denoise_fn(self, *, ema: bool = True):
         """denoise_fn(x (B, D), sigma (B,)) -> x_hat (B, D) (EDM-preconditioned)."""
         params = self.ema_params if ema else self.params
         if params is None:
             raise ValueError(f"checkpoint {self.path} holds EMA weights only")
-        return make_denoise_fn(
-            self.apply_fn,
-            params,
-            self.preset.n_params,
-            self.preset.map_shape,
-            sigma_data=self.training_config.sigma_data,
-        )
+        return functools.partial(self.network_denoiser(), params)
 
     def train_state(self) -> TrainState:
         """The full TrainState for resuming (ValueError for EMA-only checkpoints)."""

@@ -47,6 +47,8 @@ FULL = DemoSettings(
     diffusion_mmps_covariance="kappa",
     diffusion_guidance_clip=2.0,
     diffusion_cg_maxiter=3,
+    # draws per compiled MMPS batch; "auto": 5 on a CPU, 64 on an accelerator
+    diffusion_chunk_size="auto",
     # processes that compute the diffusion and Langevin draws: one per core on a CPU
     sampler_workers="auto",
     langevin_sigma_max=1.0,
@@ -93,10 +95,21 @@ def diffusion_sampler(settings: dict, *, progress_bar=True):
         mmps_covariance=s.diffusion_mmps_covariance,
         guidance_clip=s.diffusion_guidance_clip,
         cg_maxiter=s.diffusion_cg_maxiter,
-        chunk_size=64,
+        chunk_size=diffusion_chunk_size(s.diffusion_chunk_size),
         progress_bar=progress_bar,
         num_workers=s.sampler_workers,
     )
+
+
+def diffusion_chunk_size(setting) -> int:
+    """Draws per compiled MMPS batch. "auto": 5 on a CPU, where batches of 5 draws ran 13 %
+    faster than batches of 20 (40 draws in 2 workers: 186 s against 213 s; the network's
+    activations fit the caches), and 64 on an accelerator, where batches fill the device."""
+    if setting == "auto":
+        return 5 if jax.default_backend() == "cpu" else 64
+    if not isinstance(setting, int) or isinstance(setting, bool) or setting < 1:
+        raise ValueError(f"diffusion_chunk_size must be a positive int or 'auto', got {setting!r}")
+    return setting
 
 
 def langevin_sampler(settings: dict, *, progress_bar=True):

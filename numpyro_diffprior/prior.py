@@ -156,11 +156,8 @@ class DiffusionPrior(dist.Distribution):
     def from_checkpoint(cls, checkpoint, **kwargs) -> DiffusionPrior:
         """A prior from a `checkpoints.Checkpoint`; its EMA weights become pytree data."""
         preset = checkpoint.preset
-        apply_fn = NetworkDenoiser(
-            checkpoint.network_config, preset, checkpoint.training_config.sigma_data
-        )
         return cls(
-            apply_fn=apply_fn,
+            apply_fn=checkpoint.network_denoiser(),
             params=checkpoint.ema_params,
             normalizer=checkpoint.normalizer,
             n_params=preset.n_params,

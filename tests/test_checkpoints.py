@@ -1,6 +1,7 @@
 """Checkpoints: round trip, atomic overwrite, mismatched preset / damaged files -> ValueError."""
 
 import json
+import pickle
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +10,7 @@ import pytest
 
 from numpyro_diffprior.checkpoints import load_checkpoint, load_pretrained, save_checkpoint
 from numpyro_diffprior.diffusion.normalization import Normalizer
+from numpyro_diffprior.diffusion.preconditioning import make_denoise_fn
 from numpyro_diffprior.nets import NetworkConfig, make_network
 from numpyro_diffprior.presets import get_preset
 from numpyro_diffprior.training import TrainingConfig, make_trainer
@@ -63,6 +65,32 @@ def test_round_trip(saved):
     x = jnp.ones((2, ck.dim))
     d = jax.jit(ck.denoise_fn())(x, jnp.array([1.0, 1.0]))
     np.testing.assert_allclose(d, 0.5 * x, rtol=1e-6)
+
+
+def test_network_denoiser_is_the_stored_network(saved):
+    """`network_denoiser()` (picklable) computes what the checkpoint's own apply_fn does, for
+    weights whose output layers are not zero."""
+    path, *_ = saved
+    ck = load_checkpoint(path, preset="tiny")
+    leaves, treedef = jax.tree_util.tree_flatten(ck.ema_params)
+    keys = jax.random.split(jax.random.key(3), len(leaves))
+    params = jax.tree_util.tree_unflatten(
+        treedef,
+        [p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)],
+    )
+    x = jax.random.normal(jax.random.key(4), (3, ck.dim))
+    sigma = jnp.array([0.1, 1.0, 10.0])
+    expected = make_denoise_fn(
+        ck.apply_fn,
+        params,
+        ck.preset.n_params,
+        ck.preset.map_shape,
+        sigma_data=ck.training_config.sigma_data,
+    )(x, sigma)
+    assert float(jnp.max(jnp.abs(expected - 0.5 * x))) > 1e-2  # the network contributes
+    np.testing.assert_allclose(ck.network_denoiser()(params, x, sigma), expected, rtol=1e-5)
+    copy = pickle.loads(pickle.dumps(ck.denoise_fn()))
+    np.testing.assert_allclose(copy(x, sigma), ck.denoise_fn()(x, sigma), rtol=1e-6)
 
 
 def test_overwrite_is_atomic_and_ema_only(saved, tmp_path):
