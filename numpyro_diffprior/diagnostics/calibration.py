@@ -4,11 +4,15 @@ TARP (Lemos, Coogan et al. 2023, "Sampling-based accuracy testing of posterior e
 general inference", arXiv:2302.03026): for simulation i with truth x*_i, posterior draws x_ij and
 a reference point r_i drawn independently of x*_i, f_i = fraction of draws closer to r_i than x*_i.
 For a correct posterior f_i ~ U(0, 1), so the expected coverage ECP(alpha) = P(f < alpha) is the
-diagonal. We report the ECP curve, a bootstrap band over simulations, the area to curve
-ATC = int_{1/2}^{1} (ECP(alpha) - alpha) d alpha (> 0 under-confident, < 0 over-confident; the
-`sbi` convention, integrated instead of summed over the grid) and the one-sample
-Kolmogorov-Smirnov statistic/p-value against U(0, 1) of f made continuous by randomisation,
-(count + U) / (M + 1), which is exactly uniform for a correct posterior with M draws.
+diagonal. With M draws f is discrete (count / M), so we use f made continuous by randomisation,
+(count + U) / (M + 1) with U ~ U(0, 1), which is exactly uniform for a correct posterior (the
+randomised PIT of simulation-based calibration). We report its ECP curve, a bootstrap band over
+simulations, the area to curve ATC = int_{1/2}^{1} (ECP(alpha) - alpha) d alpha (> 0
+under-confident, < 0 over-confident; the `sbi` convention, integrated instead of summed over the
+grid) and the one-sample Kolmogorov-Smirnov statistic/p-value against U(0, 1). The discrete
+curve P(count / M < alpha) (the `tarp` package's, `randomize=False`) is a staircase that departs
+from the diagonal by up to 1/(M + 1) even for a correct posterior: at M = 16 as far as the 95 %
+bootstrap band of 200 simulations reaches, so "the diagonal inside the band" would fail.
 
 MIRA (Sharief, Zeghal et al. 2026; DESIGN §2.8): per truth, a ball centred at a random reference
 point with radius the distance to one random posterior draw; with n of the other N draws inside,
@@ -58,7 +62,7 @@ class TarpResult(NamedTuple):
     ecp: np.ndarray  # (K,) expected coverage probability P(f < alpha)
     ecp_low: np.ndarray  # (K,) bootstrap band, lower percentile
     ecp_high: np.ndarray  # (K,) bootstrap band, upper percentile
-    f: np.ndarray  # (n_sims,) per-simulation fractions
+    f: np.ndarray  # (n_sims,) per-simulation fractions count / M (discrete)
     atc: float  # area to curve over alpha > 1/2
     ks_statistic: float  # sup |ECDF(f) - alpha|
     ks_pvalue: float
@@ -161,10 +165,14 @@ def tarp_coverage(
     num_alpha=101,
     num_bootstrap=200,
     band=0.95,
+    randomize=True,
 ) -> TarpResult:
     """TARP expected coverage of posterior draws (n_sims, n_draws, dim) given truths (n_sims, dim).
 
-    rng: int seed or numpy Generator. Returns a `TarpResult` (module docstring for definitions).
+    rng: int seed or numpy Generator. The ECP curve, its band and the ATC use the randomised
+    fractions (count + U) / (M + 1) (`randomize=True`) or the discrete count / M (`False`, as
+    the `tarp` package); the KS test always uses the randomised ones. Returns a `TarpResult`
+    (module docstring for definitions).
     """
     samples, truths = _check(samples, truths)
     rng = _rng(rng)
@@ -180,18 +188,18 @@ def tarp_coverage(
         n_counted -= 1
     count = np.sum(closer, axis=1)
     f = count / n_counted
+    f_continuous = (count + rng.uniform(size=count.shape)) / (n_counted + 1)
+    f_curve = f_continuous if randomize else f
     alpha = np.linspace(0.0, 1.0, num_alpha)
-    ecp = np.mean(f[:, None] < alpha[None, :], axis=0)
+    ecp = np.mean(f_curve[:, None] < alpha[None, :], axis=0)
     ecp[-1] = 1.0
     idx = rng.integers(0, f.shape[0], size=(num_bootstrap, f.shape[0]))
-    boot = np.mean(f[idx][..., None] < alpha, axis=1)
+    boot = np.mean(f_curve[idx][..., None] < alpha, axis=1)
     boot[:, -1] = 1.0
     q = (1.0 - band) / 2.0
     low, high = np.quantile(boot, [q, 1.0 - q], axis=0)
     upper = alpha >= 0.5
     atc = float(np.trapezoid(ecp[upper] - alpha[upper], alpha[upper]))
-    # f is discrete (count / M); (count + U) / (M + 1) is exactly U(0, 1) for a correct posterior.
-    f_continuous = (count + rng.uniform(size=count.shape)) / (n_counted + 1)
     ks = stats.kstest(f_continuous, "uniform")
     return TarpResult(alpha, ecp, low, high, f, atc, float(ks.statistic), float(ks.pvalue))
 
