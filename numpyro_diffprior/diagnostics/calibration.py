@@ -59,7 +59,7 @@ __all__ = [
 
 class TarpResult(NamedTuple):
     alpha: np.ndarray  # (K,) credibility levels in [0, 1]
-    ecp: np.ndarray  # (K,) expected coverage probability P(f < alpha)
+    ecp: np.ndarray  # (K,) expected coverage P(f < alpha) of the randomised (or discrete) f
     ecp_low: np.ndarray  # (K,) bootstrap band, lower percentile
     ecp_high: np.ndarray  # (K,) bootstrap band, upper percentile
     f: np.ndarray  # (n_sims,) per-simulation fractions count / M (discrete)
