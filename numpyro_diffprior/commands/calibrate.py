@@ -2,10 +2,11 @@
 
 `run_calibration` simulates K observations (theta from the prior) with `lensing_model`, runs any
 `sampler_fn(rng_key, observation) -> (theta_draws (M, P), kappa_draws (M, C, N, N))` on each and
-scores the draws with `diagnostics.calibration.calibration_summary`. Built-in samplers:
-"diffusion" (`infer.posterior.DiffusionPosteriorSampler`) and "langevin"
-(`infer.langevin.AnnealedLangevinSampler`) on `infer.models.shear_model` with the trained prior,
-and "nuts" (`infer.nuts.nuts_baseline` on the explicit model; recompiles per observation).
+scores the draws with `diagnostics.calibration.calibration_summary`. Built-in samplers
+(`commands.calibration_samplers`): "diffusion" (`infer.posterior.DiffusionPosteriorSampler`)
+and "langevin" (`infer.langevin.AnnealedLangevinSampler`) on `infer.models.shear_model` with the
+trained prior, and "nuts" (`infer.nuts.nuts_baseline` on the explicit model; recompiles per
+observation).
 With `num_workers > 1` the observations are sampled in that many spawned processes
 (`infer.chain_processes.imap_in_processes`); `LazySamplerFn` makes a picklable sampler_fn that
 each worker builds once.
@@ -21,6 +22,12 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from numpyro_diffprior.commands.calibration_samplers import (
+    LazySamplerFn,
+    diffusion_sampler_fn,
+    nuts_sampler_fn,
+    pretrained_sampler_fn,
+)
 from numpyro_diffprior.commands.sample import load_prior
 from numpyro_diffprior.infer.chain_processes import (
     imap_in_processes,
@@ -168,23 +175,6 @@ class _SampleWithKeyData:
         return np.asarray(theta), np.asarray(kappa)
 
 
-class LazySamplerFn:
-    """A picklable sampler_fn: ``build(**kwargs)`` makes the real one on the first call, once
-    per process, so each worker of `run_calibration(num_workers=...)` builds (and compiles)
-    its own. `build` must be a module-level function, e.g. `pretrained_sampler_fn`."""
-
-    def __init__(self, build, **kwargs):
-        self.build, self.kwargs, self._fn = build, kwargs, None
-
-    def __getstate__(self):
-        return {"build": self.build, "kwargs": self.kwargs, "_fn": None}
-
-    def __call__(self, rng_key, obs):
-        if self._fn is None:
-            self._fn = self.build(**self.kwargs)
-        return self._fn(rng_key, obs)
-
-
 def _progress_path(out_dir) -> str:
     os.makedirs(out_dir, exist_ok=True)
     return os.path.join(out_dir, "progress.npz")
@@ -219,72 +209,6 @@ def _save_progress(path, run_id, fields, wall_time_s) -> None:
     arrays = dict(zip(_FIELDS, (np.stack(f) for f in fields), strict=True))
     arrays["kappa_samples"] = arrays["kappa_samples"].astype(np.float32)
     atomic_savez(path, wall_time_s=wall_time_s, **arrays, **run_id)
-
-
-def diffusion_sampler_fn(prior, *, num_draws: int, method="diffusion", **sampler_kwargs):
-    """sampler_fn running `DiffusionPosteriorSampler` (method "diffusion") or
-    `AnnealedLangevinSampler` ("langevin") on `infer.models.shear_model` with `prior`."""
-    from numpyro_diffprior.infer.models import shear_model
-
-    if method == "diffusion":
-        from numpyro_diffprior.infer.posterior import DiffusionPosteriorSampler as Sampler
-    elif method == "langevin":
-        from numpyro_diffprior.infer.langevin import AnnealedLangevinSampler as Sampler
-    else:
-        raise ValueError(f"method must be 'diffusion' or 'langevin', got {method!r}")
-    # The prior goes in as a model argument, as in the demo, not in a closure: its weights
-    # stay traced inputs of the compiled sampler instead of constants baked into it.
-    sampler = Sampler(shear_model, progress_bar=False, **sampler_kwargs)
-
-    def sampler_fn(rng_key, obs):
-        sampler.run(
-            rng_key,
-            num_draws,
-            prior=prior,
-            shear_obs=obs["shear"],
-            mask=obs["mask"],
-            noise_std=obs["noise_std"],
-        )
-        samples = sampler.get_samples()
-        return samples["theta"], samples["kappa"]
-
-    return sampler_fn
-
-
-def pretrained_sampler_fn(model: str, *, num_draws: int, method="diffusion", **sampler_kwargs):
-    """`diffusion_sampler_fn` on the prior of `model` (a preset name or checkpoint path)."""
-    return diffusion_sampler_fn(
-        load_prior(model), num_draws=num_draws, method=method, **sampler_kwargs
-    )
-
-
-def nuts_sampler_fn(
-    preset, *, num_draws: int, num_warmup: int = 300, num_chains: int = 2, **nuts_kwargs
-):
-    """sampler_fn running `nuts_baseline`, thinned to `num_draws` draws over all chains."""
-    from numpyro_diffprior.infer.nuts import nuts_baseline
-
-    per_chain = -(-num_draws // num_chains)
-    nuts_kwargs.setdefault("chain_method", "auto")  # on a CPU: one process per core
-
-    def sampler_fn(rng_key, obs):
-        idata = nuts_baseline(
-            rng_key,
-            preset=preset,
-            shear_obs=obs["shear"],
-            mask=obs["mask"],
-            noise_std=obs["noise_std"],
-            num_warmup=num_warmup,
-            num_samples=per_chain,
-            num_chains=num_chains,
-            progress_bar=False,
-            **nuts_kwargs,
-        )
-        theta = idata.posterior["theta"].values.reshape((-1, len(idata.posterior["param"])))
-        kappa = idata.posterior["kappa"].values
-        return theta[:num_draws], kappa.reshape((-1,) + kappa.shape[2:])[:num_draws]
-
-    return sampler_fn
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

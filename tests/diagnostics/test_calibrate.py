@@ -135,7 +135,7 @@ def test_diffusion_sampler_fn_shapes(method):
     import jax.numpy as jnp
 
     from numpyro_diffprior import oracles
-    from numpyro_diffprior.commands.calibrate import diffusion_sampler_fn
+    from numpyro_diffprior.commands.calibration_samplers import diffusion_sampler_fn
     from numpyro_diffprior.diffusion.normalization import Normalizer
     from numpyro_diffprior.prior import DiffusionPrior
 
@@ -217,7 +217,7 @@ def test_resolve_num_workers_and_lazy_sampler_fn():
     import os
     import pickle
 
-    from numpyro_diffprior.commands.calibrate import LazySamplerFn
+    from numpyro_diffprior.commands.calibration_samplers import LazySamplerFn
     from numpyro_diffprior.infer.chain_processes import resolve_num_workers
 
     cores = (os.cpu_count() or 1) if jax.default_backend() == "cpu" else 1
