@@ -8,7 +8,7 @@ TEST_WORKERS ?= 2
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0.2
 
-.PHONY: venv demo test test-fast lint benchmark emulator pretrained clean
+.PHONY: venv demo test test-fast lint benchmark emulator pretrained clean docs docs-strict
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ lint: venv
 
 benchmark: venv
 	$(BIN)/python benchmarks/run_all.py
+
+docs: venv
+	$(BIN)/mkdocs build -d site
+
+docs-strict: venv
+	$(BIN)/mkdocs build --strict -d site
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .cache

@@ -29,10 +29,9 @@ import jax
 import numpy as np
 
 from numpyro_diffprior.demo import FULL, diffusion_sampler, nuts_reference
-from numpyro_diffprior.infer.chain_processes import imap_in_processes, resolve_num_workers
-from numpyro_diffprior.infer.nuts import resolve_chain_method
 from numpyro_diffprior.observations import simulate_observation
 from numpyro_diffprior.prior import DiffusionPrior
+from numpyro_diffprior.runtime.processes import imap_in_processes, resolve_num_workers
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "cost.md"
 
@@ -44,7 +43,7 @@ def time_diffusion(prior, shear, draws, seed):
     times = []
     for k in range(2):
         t0 = time.perf_counter()
-        sampler.run(jax.random.key(seed + k), draws, prior=prior, shear_obs=shear)
+        sampler.run(jax.random.key(seed + k), prior=prior, shear_obs=shear)
         jax.block_until_ready(sampler.get_samples())
         times.append(time.perf_counter() - t0)
     return times[0], times[1], np.asarray(sampler.get_samples()["theta"])
@@ -101,7 +100,10 @@ def main(argv=None):
     per_draw_pool_cold = pool_wall / (2 * per_worker * workers)
     nuts_settings = {
         "nuts_warmup": args.warmup, "nuts_samples": args.samples, "nuts_chains": args.chains,
-        "nuts_max_tree_depth": args.max_tree_depth, "nuts_chain_method": args.chain_method,
+        "nuts_max_tree_depth": args.max_tree_depth,
+        # "auto"/"processes": worker processes (num_workers), else NumPyro's method in-process
+        **({"nuts_workers": "auto"} if args.chain_method in ("auto", "processes") else
+           {"nuts_workers": 1, "nuts_chain_method": args.chain_method}),
     }  # fmt: skip
     idata = nuts_reference(
         jax.random.key(args.seed + 1), args.preset, obs, nuts_settings, progress_bar=False
@@ -110,7 +112,7 @@ def main(argv=None):
     theta_n = idata.posterior["theta"].values.reshape(-1, theta_d.shape[-1])
     per_draw, per_draw_cold = second / args.draws, first / args.draws
     per_ess, per_ess_all = a["time_per_effective_sample_s"], a["wall_time_s"] / a["ess_min"]
-    method = resolve_chain_method(args.chain_method, args.chains)
+    method = a["chain_method"]
     rows = [
         ("machine", f"{platform.machine()}, {os.cpu_count()} cores, {jax.default_backend()}"),
         ("observation", f"{args.preset}, fiducial theta, seed {args.seed}"),

@@ -16,12 +16,9 @@ import pathlib
 
 import jax
 
-from numpyro_diffprior.commands.calibrate import (
-    LazySamplerFn,
-    pretrained_sampler_fn,
-    run_calibration,
-)
-from numpyro_diffprior.demo import FULL
+from numpyro_diffprior.demo import FULL, diffusion_guidance
+from numpyro_diffprior.diagnostics.calibrate import run_calibration
+from numpyro_diffprior.diagnostics.calibration_samplers import LazySamplerFn, pretrained_sampler_fn
 from numpyro_diffprior.diagnostics.report import write_calibration_report
 
 SETTINGS = {
@@ -67,13 +64,19 @@ def main(argv=None):
     if args.method == "diffusion":
         settings["mmps_covariance"] = args.mmps_covariance or settings["mmps_covariance"]
         name += f"_{settings['mmps_covariance']}"
+    kwargs = dict(settings)  # `settings` also labels the run (resuming needs the same label)
+    if args.method == "diffusion":
+        guidance = {"diffusion_mmps_covariance": kwargs.pop("mmps_covariance")}
+        guidance.update(diffusion_guidance_clip=kwargs.pop("guidance_clip"),
+                        diffusion_cg_maxiter=kwargs.pop("cg_maxiter"))  # fmt: skip
+        kwargs["guidance"] = diffusion_guidance({**FULL, **guidance})
     sampler_fn = LazySamplerFn(
         pretrained_sampler_fn,
         model="lsst-y10-coarse",
         num_draws=args.num_draws,
         method=args.method,
         chunk_size=args.num_draws,
-        **settings,
+        **kwargs,
     )
     out = pathlib.Path(args.out or pathlib.Path(__file__).parent / "results" / name)
     out.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_diffprior.cosmology import emulator as emu
-from numpyro_diffprior.cosmology import emulator_fit as ef
+from numpyro_diffprior.cosmology.emulator import design as ef
 from numpyro_diffprior.presets import get_preset
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "tests" / "cosmology"))

@@ -23,8 +23,14 @@ import time
 import jax
 import numpy as np
 
-from numpyro_diffprior import oracles
-from numpyro_diffprior.infer import DiffusionPosteriorSampler, shear_model
+from numpyro_diffprior import testing as oracles
+from numpyro_diffprior.infer import (
+    MMPS,
+    DiffusionPosteriorSampler,
+    IIDSampler,
+    NonCentredHMC,
+    shear_model,
+)
 from numpyro_diffprior.prior import DiffusionPrior
 from numpyro_diffprior.simulator.shear import kaiser_squires
 
@@ -66,13 +72,16 @@ def main(argv=None):
             cov, _, smax = base.partition(":")
             kwargs = {"sigma_max": float(smax)} if smax else {}
             if nc:
-                kwargs.update(noncentred_steps=int(nc),
-                              whitening=oracles.amplitude_whitening(oracle))  # fmt: skip
-            sampler = DiffusionPosteriorSampler(
-                shear_model, mmps_covariance=cov, chunk_size=args.num, progress_bar=False, **kwargs
+                whitening = oracles.amplitude_whitening(oracle)
+                kwargs["refinements"] = (NonCentredHMC(steps=int(nc), whitening=whitening),)
+            # the shipped network's settings (kappa covariance, CG 3, clip 2, SDE, sigma_max 5)
+            # with the MMPS covariance of the setting
+            sampler = DiffusionPosteriorSampler.for_shipped_network(
+                shear_model, guidance=MMPS(covariance=cov, cg_maxiter=3, clip=2.0), **kwargs
             )
+            sampler = IIDSampler(sampler, args.num, chunk_size=args.num, progress_bar=False)
             t0 = time.perf_counter()
-            sampler.run(jax.random.PRNGKey(0), args.num, prior=prior, shear_obs=shear,
+            sampler.run(jax.random.PRNGKey(0), prior=prior, shear_obs=shear,
                         noise_std=args.noise)  # fmt: skip
             a = np.asarray(sampler.get_samples()["theta_kappa"])[:, 0]
             row = (

@@ -15,7 +15,7 @@ import jax
 
 from numpyro_diffprior import DiffusionPrior
 from numpyro_diffprior.diagnostics.report import write_report
-from numpyro_diffprior.infer import DiffusionPosteriorSampler, shear_model
+from numpyro_diffprior.infer import DiffusionPosteriorSampler, IIDSampler, shear_model
 from numpyro_diffprior.infer.nuts import nuts_baseline
 from numpyro_diffprior.observations import simulate_observation
 
@@ -29,19 +29,11 @@ def main(args):
     obs = simulate_observation(jax.random.key(args.seed), prior.preset, theta="fiducial")
     truth = {"theta": obs["theta_true"], "kappa": obs["kappa_true"]}
 
-    sampler = DiffusionPosteriorSampler(
-        shear_model,
-        guidance="mmps",  # the setting measured to match NUTS (docs/sampling.md)
-        sampler="sde",
-        num_steps=args.steps,
-        sigma_max=5.0,
-        mmps_covariance="kappa",
-        guidance_clip=2.0,
-        cg_maxiter=3,
-        chunk_size=64,  # chunks hold at most 64 draws; fewer draws make one chunk
-    )
-    sampler.run(jax.random.key(1), args.num, prior=prior, shear_obs=obs["shear"])
-    diffusion = sampler.to_inference_data(truth=truth)
+    # MMPS with the settings measured to match NUTS with the shipped network (docs/sampling.md)
+    sampler = DiffusionPosteriorSampler.for_shipped_network(shear_model, num_steps=args.steps)
+    runner = IIDSampler(sampler, args.num, chunk_size=64)  # at most 64 draws per chunk
+    runner.run(jax.random.key(1), prior=prior, shear_obs=obs["shear"])
+    diffusion = runner.to_inference_data(truth=truth)
 
     nuts = nuts_baseline(
         jax.random.key(2),
@@ -51,7 +43,7 @@ def main(args):
         num_samples=args.samples,
         num_chains=2,
         max_tree_depth=args.max_tree_depth,
-        chain_method="auto",  # on a CPU: one process per core (docs/validation.md)
+        num_workers="auto",  # on a CPU: one process per core (docs/validation.md)
         truth=truth,
     )
     for name, idata in (("diffusion", diffusion), ("nuts", nuts)):

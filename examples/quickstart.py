@@ -16,7 +16,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from numpyro_diffprior import DiffusionPrior, get_preset
-from numpyro_diffprior.infer import DiffusionPosteriorSampler
+from numpyro_diffprior.infer import DiffusionPosteriorSampler, IIDSampler
 from numpyro_diffprior.observations import simulate_observation
 from numpyro_diffprior.simulator.shear import kaiser_squires
 
@@ -39,26 +39,21 @@ def main(args):
         else DiffusionPrior.from_pretrained("lsst-y10-coarse")
     )
     obs = simulate_observation(jax.random.key(args.seed), prior.preset, theta="fiducial")
-    sampler = DiffusionPosteriorSampler(
-        model,
-        guidance=args.guidance,  # mmps: the setting measured to match NUTS (docs/sampling.md)
-        sampler="sde",
-        num_steps=args.steps,
-        sigma_max=5.0,
-        mmps_covariance="kappa",
-        guidance_clip=2.0,
-        cg_maxiter=3,
-        chunk_size=64,  # chunks hold at most 64 draws; fewer draws make one chunk
+    # The settings that compensate for the shipped network's errors (docs/sampling.md); with an
+    # exact or accurate network, DiffusionPosteriorSampler(model) has the exact defaults.
+    sampler = DiffusionPosteriorSampler.for_shipped_network(
+        model, guidance=args.guidance, num_steps=args.steps
     )
+    # The run: chunks hold at most 64 draws; fewer draws make one chunk.
+    runner = IIDSampler(sampler, args.num, chunk_size=64)
     noise = float(get_preset(prior.preset).noise_std()[0])  # 0.01193 per pixel and component
-    sampler.run(
+    runner.run(
         jax.random.key(args.seed + 1),
-        args.num,
         prior=prior,
         shear_obs=obs["shear"],
         noise_std=noise,
     )
-    idata = sampler.to_inference_data(
+    idata = runner.to_inference_data(
         truth={"theta": obs["theta_true"], "kappa": obs["kappa_true"]}
     )
     print(az.summary(idata, var_names=["theta"], kind="stats"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "atomic_savez"]
 
 
 def atomic_write(path, write, *, suffix: str = "") -> str:
@@ -23,3 +23,11 @@ def atomic_write(path, write, *, suffix: str = "") -> str:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def atomic_savez(path, compressed: bool = False, **arrays) -> None:
+    """np.savez(_compressed) onto `path` atomically (`atomic_write`)."""
+    import numpy as np
+
+    save = np.savez_compressed if compressed else np.savez
+    atomic_write(path, lambda tmp: save(tmp, **arrays), suffix=".npz")

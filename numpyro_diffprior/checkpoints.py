@@ -1,4 +1,4 @@
-"""Self-describing, atomic checkpoints of the joint denoiser (DESIGN §4).
+"""Self-describing, atomic checkpoints of the joint denoiser (docs/design.md §4).
 
 A checkpoint is a directory with
 - `weights.npz`: every array leaf under a readable path key, `params/<path>`,
@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_diffprior import __version__
+from numpyro_diffprior.denoiser import NetworkDenoiser
 from numpyro_diffprior.diffusion.normalization import Normalizer
 from numpyro_diffprior.nets import NetworkConfig, make_network
 from numpyro_diffprior.presets import Preset, get_preset
-from numpyro_diffprior.prior import NetworkDenoiser
 from numpyro_diffprior.training import TrainingConfig, TrainState, make_optimizer
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_pretrained", "FORMAT_VERSION"]
@@ -240,4 +241,16 @@ def load_pretrained(preset_name: str = "lsst-y10-coarse") -> Checkpoint:
             f"{available or 'none'}. Train one with `numpyro-diffprior train --preset "
             f"{preset.name} --out DIR` and load it with load_checkpoint(DIR)."
         )
-    return load_checkpoint(path, preset=preset)
+    ckpt = load_checkpoint(path)
+    if not ckpt.preset.same_spectra(preset):
+        raise ValueError(f"the shipped model in {path} is not for preset {preset.name!r}")
+    if ckpt.preset.shift_model != preset.shift_model:
+        warnings.warn(
+            f"the shipped {preset.name!r} model was trained on maps with "
+            f"{ckpt.preset.shift_model!r} shifts, not the preset's {preset.shift_model!r} "
+            "shifts; the checkpoint's preset (Checkpoint.preset) describes its maps "
+            "(docs/training.md)",
+            UserWarning,
+            stacklevel=2,
+        )
+    return ckpt

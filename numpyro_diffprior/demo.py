@@ -12,15 +12,18 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 
 import jax
 
+from numpyro_diffprior.infer.algorithms import SHIPPED_NETWORK_SETTINGS
 from numpyro_diffprior.presets import get_preset
 
 __all__ = [
     "DemoSettings",
     "run_demo",
     "diffusion_sampler",
+    "diffusion_guidance",
     "langevin_sampler",
     "nuts_reference",
     "QUICK",
@@ -40,13 +43,14 @@ FULL = DemoSettings(
     # settings measured against NUTS and calibrated over 200 observations (docs/validation.md).
     diffusion_draws=40,
     diffusion_guidance="mmps",
-    diffusion_sampler="sde",
-    diffusion_steps=64,
+    # (`DiffusionPosteriorSampler.for_shipped_network`: `SHIPPED_NETWORK_SETTINGS`)
+    diffusion_sampler=SHIPPED_NETWORK_SETTINGS["sampler"],
+    diffusion_steps=SHIPPED_NETWORK_SETTINGS["num_steps"],
     diffusion_corrector_steps=0,
-    diffusion_sigma_max=5.0,
-    diffusion_mmps_covariance="kappa",
-    diffusion_guidance_clip=2.0,
-    diffusion_cg_maxiter=3,
+    diffusion_sigma_max=SHIPPED_NETWORK_SETTINGS["sigma_max"],
+    diffusion_mmps_covariance=SHIPPED_NETWORK_SETTINGS["guidance"].covariance,
+    diffusion_guidance_clip=SHIPPED_NETWORK_SETTINGS["guidance"].clip,
+    diffusion_cg_maxiter=SHIPPED_NETWORK_SETTINGS["guidance"].cg_maxiter,
     # draws per compiled MMPS batch; "auto": 5 on a CPU, 64 on an accelerator
     diffusion_chunk_size="auto",
     # processes that compute the diffusion and Langevin draws: one per core on a CPU
@@ -60,7 +64,8 @@ FULL = DemoSettings(
     nuts_samples=120,
     nuts_chains=4,
     nuts_max_tree_depth=7,
-    nuts_chain_method="auto",  # one process per core on a CPU
+    nuts_chain_method="vectorized",  # within one process (with nuts_workers 1)
+    nuts_workers="auto",  # processes that run the chains: one per core on a CPU
 )
 QUICK = DemoSettings(
     {
@@ -79,22 +84,41 @@ QUICK = DemoSettings(
 )
 
 
-def diffusion_sampler(settings: dict, *, progress_bar=True):
-    """The demo's `DiffusionPosteriorSampler` for `settings` (keys as in `FULL`)."""
-    from numpyro_diffprior.infer.models import shear_model
-    from numpyro_diffprior.infer.posterior import DiffusionPosteriorSampler
+def diffusion_guidance(settings: dict):
+    """The guidance object of the demo's `settings` (keys as in `FULL`)."""
+    from numpyro_diffprior.infer.algorithms import DPS, MMPS, Annealed
 
     s = DemoSettings({**FULL, **settings})
-    return DiffusionPosteriorSampler(
+    if s.diffusion_guidance == "mmps":
+        return MMPS(
+            covariance=s.diffusion_mmps_covariance,
+            cg_maxiter=s.diffusion_cg_maxiter,
+            clip=s.diffusion_guidance_clip,
+        )
+    if s.diffusion_guidance == "annealed":
+        return Annealed(clip=s.diffusion_guidance_clip)
+    return DPS()
+
+
+def diffusion_sampler(settings: dict, *, progress_bar=True):
+    """The demo's diffusion run: an `IIDSampler` of `diffusion_draws` draws of
+    `DiffusionPosteriorSampler.for_shipped_network` with `settings` (keys as in `FULL`)."""
+    from numpyro_diffprior.infer.models import shear_model
+    from numpyro_diffprior.infer.posterior import DiffusionPosteriorSampler
+    from numpyro_diffprior.infer.runner import IIDSampler
+
+    s = DemoSettings({**FULL, **settings})
+    sampler = DiffusionPosteriorSampler.for_shipped_network(
         shear_model,  # the prior goes in as a model argument: weights stay traced inputs
-        guidance=s.diffusion_guidance,
+        guidance=diffusion_guidance(s),
         sampler=s.diffusion_sampler,
         num_steps=s.diffusion_steps,
         num_corrector_steps=s.diffusion_corrector_steps,
         sigma_max=s.diffusion_sigma_max,
-        mmps_covariance=s.diffusion_mmps_covariance,
-        guidance_clip=s.diffusion_guidance_clip,
-        cg_maxiter=s.diffusion_cg_maxiter,
+    )
+    return IIDSampler(
+        sampler,
+        s.diffusion_draws,
         chunk_size=diffusion_chunk_size(s.diffusion_chunk_size),
         progress_bar=progress_bar,
         num_workers=s.sampler_workers,
@@ -113,20 +137,23 @@ def diffusion_chunk_size(setting) -> int:
 
 
 def langevin_sampler(settings: dict, *, progress_bar=True):
-    """The demo's `AnnealedLangevinSampler` for `settings` (keys as in `FULL`)."""
+    """The demo's Langevin run: an `IIDSampler` of `num_draws` draws of
+    `AnnealedLangevinSampler` with `settings` (keys as in `FULL`)."""
     from numpyro_diffprior.infer.langevin import AnnealedLangevinSampler
     from numpyro_diffprior.infer.models import shear_model
+    from numpyro_diffprior.infer.runner import IIDSampler
 
     s = DemoSettings({**FULL, **settings})
-    return AnnealedLangevinSampler(
+    sampler = AnnealedLangevinSampler(
         shear_model,
         sigma_max=s.langevin_sigma_max,
         num_levels=s.langevin_levels,
         num_steps_per_level=s.langevin_steps_per_level,
-        chunk_size=128,
-        progress_bar=progress_bar,
-        num_workers=s.sampler_workers,
     )
+    return IIDSampler(
+        sampler, s.num_draws, chunk_size=128, progress_bar=progress_bar,
+        num_workers=s.sampler_workers,
+    )  # fmt: skip
 
 
 def nuts_reference(rng_key, preset, obs: dict, settings: dict, *, truth=None, progress_bar=True):
@@ -145,6 +172,7 @@ def nuts_reference(rng_key, preset, obs: dict, settings: dict, *, truth=None, pr
         num_chains=s.nuts_chains,
         max_tree_depth=s.nuts_max_tree_depth,
         chain_method=s.nuts_chain_method,
+        num_workers=s.nuts_workers,
         truth=truth,
         progress_bar=progress_bar,
     )
@@ -168,6 +196,7 @@ def run_demo(
     checkpoint: a checkpoint directory (default: the model shipped for `preset`).
     settings: overrides of `FULL` (see `QUICK` for a smoke-test configuration).
     """
+    from numpyro_diffprior.checkpoints import load_checkpoint, load_pretrained
     from numpyro_diffprior.diagnostics.report import write_report
     from numpyro_diffprior.infer.inference_data import save_inference_data
     from numpyro_diffprior.observations import save_observation, simulate_observation
@@ -180,12 +209,14 @@ def run_demo(
     timings = {}
 
     _log(f"loading the diffusion prior for {preset.name}")
-    if checkpoint is None:
-        prior = DiffusionPrior.from_pretrained(preset.name)
-    else:
-        prior = DiffusionPrior.load(checkpoint)
-    if prior.preset is not None and get_preset(prior.preset).name != preset.name:
-        raise ValueError(f"checkpoint is for preset {prior.preset!r}, not {preset.name!r}")
+    with warnings.catch_warnings():  # the report states the prior's shift model
+        warnings.simplefilter("ignore", UserWarning)
+        ckpt = load_pretrained(preset.name) if checkpoint is None else load_checkpoint(checkpoint)
+    if not ckpt.preset.same_spectra(preset):
+        raise ValueError(f"checkpoint is for preset {ckpt.preset.name!r}, not {preset.name!r}")
+    prior = DiffusionPrior.from_checkpoint(ckpt)
+    # observation and NUTS use the maps the prior was trained on (its shift model)
+    preset = ckpt.preset
 
     _log("simulating an observation at the fiducial cosmology")
     obs = simulate_observation(key_obs, preset, theta="fiducial")
@@ -206,14 +237,14 @@ def run_demo(
     )
     t0 = time.perf_counter()
     sampler = diffusion_sampler(s, progress_bar=progress_bar)
-    sampler.run(key_diff, s.diffusion_draws, prior=prior, shear_obs=obs["shear"])
+    sampler.run(key_diff, prior=prior, shear_obs=obs["shear"])
     idatas["diffusion"] = sampler.to_inference_data(truth=truth)
     timings["diffusion_s"] = time.perf_counter() - t0
 
     _log(f"annealed Langevin (BlackJAX, {s.langevin_levels} levels)")
     t0 = time.perf_counter()
     langevin = langevin_sampler(s, progress_bar=progress_bar)
-    langevin.run(key_lang, s.num_draws, prior=prior, shear_obs=obs["shear"])
+    langevin.run(key_lang, prior=prior, shear_obs=obs["shear"])
     idatas["langevin"] = langevin.to_inference_data(truth=truth)
     timings["langevin_s"] = time.perf_counter() - t0
 

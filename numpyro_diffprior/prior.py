@@ -21,50 +21,19 @@ normalised ones: score_phys(x, sigma) = score_n(x_n, sigma) / s.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
+import os
 
 import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
+from numpyro_diffprior.denoiser import NetworkDenoiser
 from numpyro_diffprior.diffusion.normalization import Normalizer, pack, scale_vector, unpack
 from numpyro_diffprior.diffusion.samplers import edm_sampler, euler_maruyama_sampler
 
-__all__ = ["DiffusionPrior", "NetworkDenoiser", "NoGradientError"]
-
-
-@dataclasses.dataclass(frozen=True)
-class NetworkDenoiser:
-    """``apply_fn(params, x_n, sigma) -> x_hat_n`` of a trained network: the U-Net of
-    `network_config` for `preset` with the EDM preconditioning (Karras et al. 2022).
-
-    It holds the network's configuration, not a transformed function, so a prior built on it
-    pickles (to send it to worker processes) and priors with equal networks share compiled
-    programs.
-    """
-
-    network_config: object  # nets.NetworkConfig
-    preset: object  # presets.Preset
-    sigma_data: float
-
-    def __call__(self, params, x, sigma):
-        from numpyro_diffprior.diffusion.preconditioning import make_denoise_fn
-
-        _, net = _transformed_network(self.network_config, self.preset)
-        fn = make_denoise_fn(
-            net, params, self.preset.n_params, self.preset.map_shape, sigma_data=self.sigma_data
-        )
-        return fn(x, sigma)
-
-
-@functools.cache
-def _transformed_network(network_config, preset):
-    from numpyro_diffprior.nets import make_network
-
-    return make_network(network_config, preset)
+__all__ = ["DiffusionPrior", "NetworkDenoiser", "NoGradientError", "load_prior"]
 
 
 class NoGradientError(ValueError):
@@ -90,7 +59,7 @@ class DiffusionPrior(dist.Distribution):
     """Joint prior over the flat physical vector [theta, kappa] defined by a denoiser.
 
     Give either `denoise_fn(x_n (B, D), sigma (B,)) -> x_hat_n` or `apply_fn(params, x_n, sigma)`
-    with `params` (a pytree; e.g. an oracle from `numpyro_diffprior.oracles`, or network weights).
+    with `params` (a pytree; e.g. an oracle from `numpyro_diffprior.testing`, or network weights).
     """
 
     support = constraints.real_vector
@@ -295,3 +264,16 @@ class DiffusionPrior(dist.Distribution):
         var = self.sigma_max**2 + 1.0
         base = -0.5 * jnp.sum(y**2) / var - 0.5 * dim * jnp.log(2 * jnp.pi * var)
         return base + acc
+
+
+def load_prior(model) -> DiffusionPrior:
+    """A DiffusionPrior from a checkpoint directory or a pretrained preset name."""
+    from numpyro_diffprior.presets import PRESETS
+
+    if os.path.isdir(model):
+        return DiffusionPrior.load(model)
+    if model in PRESETS:
+        return DiffusionPrior.from_pretrained(model)
+    raise FileNotFoundError(
+        f"model {model!r} is neither a checkpoint directory nor a preset ({', '.join(PRESETS)})"
+    )

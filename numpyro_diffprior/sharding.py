@@ -1,4 +1,4 @@
-"""Data-parallel placement over `jax.devices()` with `jax.sharding` (DESIGN §4).
+"""Data-parallel placement over `jax.devices()` with `jax.sharding` (docs/design.md §4).
 
 A 1-D mesh with axis 'data': batches are split along their leading axis, parameters and
 optimizer state are replicated. On one device every placement is a no-op, so the same code

@@ -27,7 +27,7 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class Survey:
-    """Frozen description of a weak-lensing survey (DESIGN §2.1)."""
+    """Frozen description of a weak-lensing survey (docs/design.md §2.1)."""
 
     name: str = "lsst-y10"
     sigma_e: float = 0.26

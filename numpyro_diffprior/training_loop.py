@@ -197,9 +197,11 @@ def train(
             start_ckpt = (
                 init_from
                 if isinstance(init_from, Checkpoint)
-                else load_checkpoint(init_from, preset=preset)
+                else load_checkpoint(init_from)
             )
-            if start_ckpt.preset.to_dict() != preset.to_dict():
+            # a network carries over to another shift model of the same geometry (fine-tuning
+            # onto new maps); anything else is a different network
+            if not start_ckpt.preset.same_spectra(preset):
                 raise ValueError(
                     f"init_from: checkpoint {start_ckpt.path} is for preset "
                     f"{start_ckpt.preset.name!r}, not {preset.name!r}"

@@ -1,5 +1,5 @@
 """A cheap synthetic joint (theta, kappa) source for tests: kappa | theta is a Gaussian random
-field whose amplitude depends on theta (the 'amplitude model' shape of DESIGN §2.7)."""
+field whose amplitude depends on theta (the 'amplitude model' shape of docs/design.md §2.7)."""
 
 from __future__ import annotations
 

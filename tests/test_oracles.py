@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from numpyro_diffprior import oracles
+from numpyro_diffprior import testing as oracles
 from numpyro_diffprior.diffusion.normalization import Normalizer
 
 MAP_SHAPE = (1, 6, 6)

@@ -7,7 +7,7 @@ import numpyro
 import pytest
 from numpyro.infer import MCMC, NUTS, Predictive
 
-from numpyro_diffprior import oracles
+from numpyro_diffprior import testing as oracles
 from numpyro_diffprior.diffusion.normalization import Normalizer
 from numpyro_diffprior.infer.models import shear_model
 from numpyro_diffprior.prior import DiffusionPrior, NoGradientError

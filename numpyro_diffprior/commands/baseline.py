@@ -25,10 +25,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--samples", type=int, default=500, help="draws per chain")
     parser.add_argument("--chains", type=int, default=4, help="number of chains")
     parser.add_argument(
-        "--chain-method",
+        "--workers",
         default="auto",
-        choices=["auto", "processes", "vectorized", "sequential", "parallel"],
-        help="how chains run: auto (default) = one process per CPU core on a CPU, else vectorized",
+        help="processes that run the chains (auto, the default: one per CPU core on a CPU, "
+        "1 on a GPU)",
+    )
+    parser.add_argument(
+        "--chain-method",
+        default="vectorized",
+        choices=["vectorized", "sequential", "parallel", "auto", "processes"],
+        help="how chains run within one process (with --workers 1); auto and processes are "
+        "deprecated spellings of --workers",
     )
     parser.add_argument("--max-tree-depth", type=int, default=10)
     parser.add_argument("--target-accept", type=float, default=0.8)
@@ -66,6 +73,7 @@ def run(args) -> int:
         num_samples=args.samples,
         num_chains=args.chains,
         chain_method=args.chain_method,
+        num_workers=args.workers,
         max_tree_depth=args.max_tree_depth,
         target_accept_prob=args.target_accept,
         truth=truth or None,

@@ -72,7 +72,7 @@ def run(args) -> int:
             kwargs["num_sigma_8"] = args.num_sigma_8
         table = emu.build_emulator(preset, **kwargs)
     else:
-        from numpyro_diffprior.cosmology.emulator_recipe import build_fitted_emulator
+        from numpyro_diffprior.cosmology.emulator.recipe import build_fitted_emulator
 
         if args.shard is not None and args.cache_dir is None:
             raise SystemExit("--shard needs --cache-dir (where the shard is kept)")

@@ -5,8 +5,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
-__all__ = ["add_parser", "run", "load_prior"]
+from numpyro_diffprior.infer.algorithms import (
+    DPS,
+    LANGEVIN_DEFAULTS,
+    MMPS,
+    RUN_DEFAULTS,
+    SHIPPED_NETWORK_GUIDANCE,
+    SHIPPED_NETWORK_SETTINGS,
+    Annealed,
+    ThetaRefresh,
+)
+
+__all__ = ["add_parser", "run", "load_prior", "sampler_from_args"]
+
+_S, _L, _G = SHIPPED_NETWORK_SETTINGS, LANGEVIN_DEFAULTS, SHIPPED_NETWORK_GUIDANCE
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -17,7 +31,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "Sample p(theta, kappa | shear) for the observation in --obs (an .npz written by "
             "observations.save_observation: shear (C,2,N,N), preset, optional mask, noise_std, "
             "theta_true, kappa_true) under infer.models.shear_model, and write InferenceData "
-            "(netCDF) to --out."
+            "(netCDF) to --out. The diffusion defaults are the settings that compensate for the "
+            "shipped network's errors (DiffusionPosteriorSampler.for_shipped_network: MMPS with "
+            "the kappa-block covariance, CG 3, clip 2, reverse SDE, 64 steps from sigma_max 5), "
+            "not the library's exact defaults; the langevin defaults are the library's "
+            "(AnnealedLangevinSampler)."
         ),
     )
     parser.add_argument(
@@ -37,34 +55,58 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--num", type=int, default=1000, help="number of posterior draws")
     parser.add_argument(
-        "--steps", type=int, default=None, help="reverse steps (diffusion) or levels (langevin)"
-    )
-    parser.add_argument("--steps-per-level", type=int, default=5, help="langevin only")
-    parser.add_argument("--corrector-steps", type=int, default=0, help="diffusion only")
+        "--steps", type=int, default=None,
+        help=f"reverse steps (diffusion, default {_S['num_steps']}) or levels (langevin, "
+        f"default {_L['num_levels']})",
+    )  # fmt: skip
     parser.add_argument(
-        "--sampler", choices=("sde", "ode"), default="sde", help="diffusion only: reverse process"
-    )
+        "--steps-per-level", type=int, default=None,
+        help=f"langevin only (default {_L['num_steps_per_level']})",
+    )  # fmt: skip
+    parser.add_argument("--corrector-steps", type=int, default=None, help="diffusion only (0)")
+    parser.add_argument(
+        "--sampler", choices=("sde", "ode"), default=None,
+        help=f"diffusion only: reverse process (default {_S['sampler']})",
+    )  # fmt: skip
     parser.add_argument(
         "--sigma-max", type=float, default=None,
-        help="largest noise level (default: 5 for diffusion, 1 for langevin; docs/sampling.md)",
+        help=f"largest noise level (default: {_S['sigma_max']:g} for diffusion, "
+        f"{_L['sigma_max']:g} for langevin; docs/sampling.md)",
     )  # fmt: skip
     parser.add_argument(
-        "--mmps-covariance", choices=("kappa", "cross", "joint"), default="kappa",
-        help="diffusion + mmps only: Tweedie covariance blocks (docs/sampling.md)",
+        "--mmps-covariance", choices=("kappa", "cross", "joint"), default=None,
+        help=f"mmps only: Tweedie covariance blocks (default {_G['mmps'].covariance} for "
+        "diffusion, joint for langevin; docs/sampling.md)",
     )  # fmt: skip
     parser.add_argument(
-        "--guidance-clip", type=float, default=2.0,
-        help="bound on each draw's guidance in sqrt(D) min(sigma, 1) units; 0 turns it off",
+        "--guidance-clip", type=float, default=None,
+        help="mmps/annealed only: bound on each draw's guidance in sqrt(D) min(sigma, 1) units; "
+        f"0 turns it off (default {_G['mmps'].clip:g} for diffusion, off for langevin)",
     )  # fmt: skip
-    parser.add_argument("--cg-maxiter", type=int, default=3, help="diffusion + mmps only")
+    parser.add_argument(
+        "--cg-maxiter", type=int, default=None,
+        help=f"mmps only (default {_G['mmps'].cg_maxiter} for diffusion, "
+        f"{MMPS().cg_maxiter} for langevin)",
+    )  # fmt: skip
     parser.add_argument(
         "--theta-refresh-steps",
         type=int,
-        default=0,
+        default=None,
         help="diffusion only: end each draw with theta ~ p(theta | kappa) in this many steps",
     )
-    parser.add_argument("--chunk-size", type=int, default=128, help="draws per jitted batch")
-    parser.add_argument("--chains", type=int, default=4, help="chains the i.i.d. draws form")
+    parser.add_argument(
+        "--chunk-size", type=int, default=RUN_DEFAULTS["chunk_size"],
+        help="draws per jitted batch",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", default=RUN_DEFAULTS["num_workers"],
+        help="processes that compute the draws (auto: one per CPU core on a CPU)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--chains", type=int, default=None,
+        help="deprecated and ignored: the draws are stored as 4, 3 or 2 chains (whichever "
+        "divides --num) or 1, so that none is dropped",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
@@ -72,25 +114,76 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def load_prior(model):
-    """A DiffusionPrior from a checkpoint directory or a pretrained preset name."""
-    from numpyro_diffprior.presets import PRESETS
-    from numpyro_diffprior.prior import DiffusionPrior
+    """A DiffusionPrior from a checkpoint directory or a pretrained preset name (kept here for
+    old imports; the library's is `numpyro_diffprior.prior.load_prior`)."""
+    from numpyro_diffprior.prior import load_prior as _load_prior
 
-    if os.path.isdir(model):
-        return DiffusionPrior.load(model)
-    if model in PRESETS:
-        return DiffusionPrior.from_pretrained(model)
-    raise FileNotFoundError(
-        f"model {model!r} is neither a checkpoint directory nor a preset ({', '.join(PRESETS)})"
+    return _load_prior(model)
+
+
+def _guidance(args, name):
+    """The guidance object of the flags: the shipped-network version for diffusion, the
+    library defaults for langevin, with the flags that apply to it; ValueError otherwise."""
+    base = _G[name] if args.method == "diffusion" else {"mmps": MMPS(), "annealed": Annealed(),
+                                                         "dps": DPS()}[name]  # fmt: skip
+    flags = {"mmps_covariance": "covariance", "cg_maxiter": "cg_maxiter", "guidance_clip": "clip"}
+    fields = {}
+    for flag, field in flags.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if not hasattr(base, field):
+            option = "--" + flag.replace("_", "-")
+            raise ValueError(f"{option} does not apply to guidance {name!r}")
+        fields[field] = (value or None) if field == "clip" else value
+    return type(base)(**{**vars(base), **fields})
+
+
+def sampler_from_args(args):
+    """(sampler, run options) of the `sample` flags."""
+    from numpyro_diffprior.infer import AnnealedLangevinSampler, DiffusionPosteriorSampler
+    from numpyro_diffprior.infer.models import shear_model
+
+    diffusion_only = ("sampler", "corrector_steps", "theta_refresh_steps")
+    if args.method == "langevin":
+        for flag in diffusion_only:
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')} applies to --method diffusion only")
+    elif args.steps_per_level is not None:
+        raise ValueError("--steps-per-level applies to --method langevin only")
+    run_options = dict(
+        chunk_size=min(args.chunk_size, args.num),
+        num_workers=args.workers,
+        progress_bar=not args.no_progress,
     )
+    if args.method == "diffusion":
+        guidance = _guidance(args, args.guidance or "mmps")
+        refresh = args.theta_refresh_steps or 0
+        sampler = DiffusionPosteriorSampler.for_shipped_network(
+            shear_model,
+            guidance=guidance,
+            num_steps=args.steps or _S["num_steps"],
+            num_corrector_steps=args.corrector_steps or 0,
+            sampler=args.sampler or _S["sampler"],
+            sigma_max=args.sigma_max or _S["sigma_max"],
+            refinements=(ThetaRefresh(refresh),) if refresh else (),
+        )
+    else:
+        sampler = AnnealedLangevinSampler(
+            shear_model,
+            guidance=_guidance(args, args.guidance or "annealed"),
+            num_levels=args.steps or _L["num_levels"],
+            num_steps_per_level=args.steps_per_level or _L["num_steps_per_level"],
+            sigma_max=args.sigma_max or _L["sigma_max"],
+        )
+    return sampler, run_options
 
 
 def run(args) -> int:
     import jax
 
-    from numpyro_diffprior.infer import AnnealedLangevinSampler, DiffusionPosteriorSampler
     from numpyro_diffprior.infer.inference_data import save_inference_data
-    from numpyro_diffprior.infer.models import shear_model
+    from numpyro_diffprior.infer.runner import IIDSampler
     from numpyro_diffprior.observations import load_observation
 
     obs = load_observation(args.obs)
@@ -99,39 +192,13 @@ def run(args) -> int:
         raise ValueError(
             f"the prior is for preset {prior.preset!r} but the observation for {obs['preset']!r}"
         )
-    if args.num < args.chains:
-        raise ValueError(f"--num must be >= --chains ({args.chains}), got {args.num}")
-    common = dict(
-        chunk_size=min(args.chunk_size, args.num),
-        num_chains=args.chains,
-        progress_bar=not args.no_progress,
-    )
-    if args.method == "diffusion":
-        sampler = DiffusionPosteriorSampler(
-            shear_model,
-            guidance=args.guidance or "mmps",
-            num_steps=args.steps or 64,
-            num_corrector_steps=args.corrector_steps,
-            theta_refresh_steps=args.theta_refresh_steps,
-            sampler=args.sampler,
-            sigma_max=args.sigma_max or 5.0,
-            mmps_covariance=args.mmps_covariance,
-            guidance_clip=args.guidance_clip or None,
-            cg_maxiter=args.cg_maxiter,
-            **common,
-        )
-    else:
-        sampler = AnnealedLangevinSampler(
-            shear_model,
-            guidance=args.guidance or "annealed",
-            num_levels=args.steps or 100,
-            num_steps_per_level=args.steps_per_level,
-            sigma_max=args.sigma_max or 1.0,
-            **common,
-        )
-    sampler.run(
+    if args.chains is not None:
+        note = "--chains is deprecated and ignored (the draws are stored as 4, 3 or 2 chains"
+        print(f"numpyro-diffprior sample: {note}, whichever divides --num, or 1)", file=sys.stderr)
+    sampler, run_options = sampler_from_args(args)
+    runner = IIDSampler(sampler, args.num, **run_options)
+    runner.run(
         jax.random.key(args.seed),
-        args.num,
         prior=prior,
         shear_obs=obs["shear"],
         mask=obs["mask"],
@@ -144,7 +211,7 @@ def run(args) -> int:
         truth["kappa"] = obs["kappa_true"]
     if obs["mask"] is not None:
         truth["mask"] = obs["mask"]
-    idata = sampler.to_inference_data(truth=truth or None)
+    idata = runner.to_inference_data(truth=truth or None)
     directory = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(directory, exist_ok=True)
     save_inference_data(idata, args.out)

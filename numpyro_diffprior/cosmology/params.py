@@ -25,7 +25,7 @@ FIDUCIAL: dict[str, float] = {
 }
 
 
-# (loc, scale, low, high) of each (truncated) normal prior, DESIGN §2.1.
+# (loc, scale, low, high) of each (truncated) normal prior, docs/design.md §2.1.
 _PRIORS: dict[str, tuple[float, float, float, float]] = {
     "Omega_c": (0.2664, 0.2, 0.0, jnp.inf),
     "Omega_b": (0.0492, 0.006, -jnp.inf, jnp.inf),
@@ -37,7 +37,7 @@ _PRIORS: dict[str, tuple[float, float, float, float]] = {
 
 
 def prior_distribution(name: str, low=None, high=None) -> dist.Distribution:
-    """The prior of one parameter (DESIGN §2.1); with `low` and `high` (an emulator box's
+    """The prior of one parameter (docs/design.md §2.1); with `low` and `high` (an emulator box's
     edges, may be traced) it is further restricted to [low, high]."""
     if name not in _PRIORS:
         raise ValueError(f"unknown parameter {name!r}; valid: {list(PARAMETER_NAMES)}")

@@ -1,5 +1,11 @@
 """Log-normal shift parameters lambda_i(theta) of the tomographic convergence.
 
+A preset's `shift_model` picks one of `SHIFT_MODELS` (`preset_shift`):
+- "cosmomentum" (default of the LSST-Y10 presets): the CosMomentum table that sbi_lens and the
+  JADE paper use, trilinear on its own axes (`shift_table`);
+- "sbi-lens": the same table read with sbi_lens' own swapped-axes lookup (its exact maps);
+- "empty-beam": the empty-beam convergence below, for any survey.
+
 A shifted log-normal field kappa_i = lambda_i [exp(g_i - var/2) - 1] has kappa_i >= -lambda_i
 (Hilbert, Hartlap & Schneider 2011; Xavier et al. 2016). The physical lower bound of the
 convergence is the empty-beam value, a line of sight with no matter (delta = -1) everywhere:
@@ -19,9 +25,20 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_diffprior.survey import Survey, tomographic_nz
+from numpyro_diffprior.cosmology.params import full_parameters
+from numpyro_diffprior.cosmology.shift_table import cosmomentum_shift, load_shift_table
+from numpyro_diffprior.survey import LSST_Y10, Survey, tomographic_nz
 
-__all__ = ["empty_beam_convergence", "lognormal_shift"]
+__all__ = [
+    "SHIFT_MODELS",
+    "check_shift_model",
+    "empty_beam_convergence",
+    "lognormal_shift",
+    "preset_shift",
+]
+
+SHIFT_MODELS = ("cosmomentum", "sbi-lens", "empty-beam")
+_TABLE_LOOKUP = {"cosmomentum": "trilinear", "sbi-lens": "sbi-lens"}
 
 _NUM_Z = 512
 
@@ -69,3 +86,36 @@ def empty_beam_convergence(theta_full, survey: Survey):
 def lognormal_shift(theta_full, survey: Survey):
     """Shift lambda_i = |kappa_empty,i| of each bin's log-normal convergence, shape (C,), > 0."""
     return empty_beam_convergence(theta_full, survey)
+
+
+def check_shift_model(shift_model: str, survey: Survey) -> None:
+    """Raise ValueError unless `shift_model` is known and applies to `survey`."""
+    if shift_model not in SHIFT_MODELS:
+        raise ValueError(f"unknown shift_model {shift_model!r}; valid: {', '.join(SHIFT_MODELS)}")
+    if shift_model in _TABLE_LOOKUP and survey != LSST_Y10:
+        raise ValueError(
+            f"shift_model {shift_model!r} is the CosMomentum table of the five-bin LSST-Y10 survey "
+            f"and does not apply to survey {survey.name!r} with {survey.n_bins} bins; use "
+            "shift_model='empty-beam'"
+        )
+
+
+def preset_shift(preset, theta):
+    """Shifts lambda_i, shape (C,), of `preset`'s maps at its sampled parameters theta (P,).
+
+    Table models are clamped to the table's box (Omega_m 0.1-0.9, sigma_8 0.3-1.3,
+    w_0 -2 to -0.3). Differentiable in theta.
+    """
+    theta_full = full_parameters(theta, preset.param_names)
+    if preset.shift_model == "empty-beam":
+        return lognormal_shift(theta_full, preset.survey)
+    check_shift_model(preset.shift_model, preset.survey)
+    omega_m = theta_full[..., 0] + theta_full[..., 1]
+    return cosmomentum_shift(
+        omega_m, theta_full[..., 2], theta_full[..., 5], lookup=_TABLE_LOOKUP[preset.shift_model]
+    )
+
+
+def shift_table_bounds() -> np.ndarray:
+    """(3, 2) box of the CosMomentum table in (Omega_m, sigma_8, w_0)."""
+    return load_shift_table().bounds

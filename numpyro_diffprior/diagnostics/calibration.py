@@ -14,11 +14,11 @@ curve P(count / M < alpha) (the `tarp` package's, `randomize=False`) is a stairc
 from the diagonal by up to 1/(M + 1) even for a correct posterior: at M = 16 as far as the 95 %
 bootstrap band of 200 simulations reaches, so "the diagonal inside the band" would fail.
 
-MIRA (Sharief, Zeghal et al. 2026; DESIGN §2.8): per truth, a ball centred at a random reference
-point with radius the distance to one random posterior draw; with n of the other N draws inside,
-the score is (n+1)/(N+2) if the truth is inside, else (N-n+1)/(N+2). If the truth is exchangeable
-with the draws, E[score] = (2N+3)/(3N+6) -> 2/3 (variance -> 1/18 per truth); lower means
-over-confident or biased, higher means under-confident.
+MIRA (Sharief, Zeghal et al. 2026; docs/design.md §2.8): per truth, a ball centred at a random
+reference point with radius the distance to one random posterior draw; with n of the other N
+draws inside, the score is (n+1)/(N+2) if the truth is inside, else (N-n+1)/(N+2). If the
+truth is exchangeable with the draws, E[score] = (2N+3)/(3N+6) -> 2/3 (variance -> 1/18 per
+truth); lower means over-confident or biased, higher means under-confident.
 
 Coordinates: each coordinate is standardised by the mean/std of the draws pooled over all
 simulations (independent of any single truth given its data). For the joint (theta, kappa) the two

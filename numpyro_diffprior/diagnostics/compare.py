@@ -1,4 +1,4 @@
-"""Side-by-side numbers for several posteriors of one observation (DESIGN §2.8).
+"""Side-by-side numbers for several posteriors of one observation (docs/design.md §2.8).
 
 `compare_posteriors` takes InferenceData with the package's conventions (posterior `theta`
 ("param",), `kappa` ("zbin","y","x"); truth in constant_data `theta_true`/`kappa_true`) and

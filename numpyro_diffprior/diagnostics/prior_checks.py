@@ -1,4 +1,4 @@
-"""Quality of a trained joint prior (DESIGN §2.8, issue 3 targets).
+"""Quality of a trained joint prior (docs/design.md §2.8; targets in docs/training.md).
 
 From `num` joint draws of the model (EDM Heun sampler, optionally with stochastic churn):
 - theta marginals vs the prior: mean error in prior sigmas, std ratio; also against the prior
@@ -37,8 +37,9 @@ def evaluate_prior(
 
     `num_steps` and `S_churn` configure `edm_sampler` (Karras et al. 2022, Alg. 2).
     """
-    from numpyro_diffprior.cosmology.emulator import emulate_cl, emulate_shift, load_emulator
+    from numpyro_diffprior.cosmology.emulator import emulate_cl, load_emulator
     from numpyro_diffprior.cosmology.params import prior_mean_std
+    from numpyro_diffprior.cosmology.shifts import preset_shift
     from numpyro_diffprior.diagnostics.power import binned_theory, ell_bin_edges, power_spectrum
     from numpyro_diffprior.diffusion.normalization import denormalize
     from numpyro_diffprior.diffusion.samplers import edm_sampler
@@ -77,7 +78,7 @@ def evaluate_prior(
 
     @jax.jit
     def theory_and_sim(t, z):
-        cl, shift = emulate_cl(emulator, t), emulate_shift(emulator, t)
+        cl, shift = emulate_cl(emulator, t), preset_shift(preset, t)
         grid = lognormal_theory_power(cl, emulator.ell, shift, npix=npix, field_rad=field_rad)
         return grid, simulate_kappa(t, z, emulator, preset)
 

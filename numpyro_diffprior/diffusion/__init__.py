@@ -1,4 +1,4 @@
-"""EDM diffusion on the normalised joint vector x = [theta_n, kappa_n] (DESIGN §2.5):
+"""EDM diffusion on the normalised joint vector x = [theta_n, kappa_n] (docs/design.md §2.5):
 normalisation, preconditioning, loss and samplers, each a separate unit."""
 
 from numpyro_diffprior.diffusion.loss import LossParts, denoising_loss, sample_sigma

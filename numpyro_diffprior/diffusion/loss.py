@@ -1,7 +1,7 @@
 """EDM denoising score-matching loss on the joint vector (Karras et al. 2022, Eq. 2 and 8,
 training noise distribution ln sigma ~ N(P_mean, P_std^2), weight lambda = 1 / c_out^2).
 
-Balance of the two parts (DESIGN §2.5): theta has P ~ 2-6 coordinates against C*N*N ~ 5000
+Balance of the two parts (docs/design.md §2.5): theta has P ~ 2-6 coordinates against C*N*N ~ 5000
 map pixels, so a plain sum over coordinates would all but ignore theta. The loss is
 
     L = E_sigma,x,n[ lambda(sigma) (mean_kappa |D - x|^2 + theta_weight * mean_theta |D - x|^2) ]

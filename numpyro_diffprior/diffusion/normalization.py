@@ -1,4 +1,4 @@
-"""Normalised joint coordinates x = [theta_n, kappa_n] (DESIGN §2.5).
+"""Normalised joint coordinates x = [theta_n, kappa_n] (docs/design.md §2.5).
 
 theta_n = (theta - mean_prior) / std_prior, kappa_n,i = kappa_i / std_i, and the flat joint
 vector puts the P parameters first, then the C*N*N map pixels in (bin, y, x) order.

@@ -5,7 +5,7 @@ space of diffusion-based generative models", Table 1 and Eq. 7).
 
 applied to the flat normalised joint vector x = [theta_n, kappa_n] (theta first). In
 normalised coordinates every coordinate has roughly unit scale, so sigma_data = 1 by default.
-The Tweedie score of the noisy prior is (D(x; sigma) - x) / sigma^2 (DESIGN §2.5).
+The Tweedie score of the noisy prior is (D(x; sigma) - x) / sigma^2 (docs/design.md §2.5).
 """
 
 from __future__ import annotations

@@ -1,8 +1,26 @@
 """Posterior inference with a DiffusionPrior: guided reverse diffusion, annealed Langevin
-(BlackJAX), the NUTS field-level baseline, and conversion to ArviZ InferenceData."""
+(BlackJAX), the NUTS field-level baseline, and conversion to ArviZ InferenceData.
 
+The algorithm (`DiffusionPosteriorSampler` with a guidance object `MMPS`, `Annealed` or `DPS`
+and refinements `ThetaRefresh`, `NonCentredHMC`; `AnnealedLangevinSampler`) is kept apart from
+the run (`IIDSampler(sampler, num_samples, chunk_size=..., num_workers=...)`), as NumPyro keeps
+`NUTS(model)` apart from `MCMC(kernel, ...)`.
+"""
+
+from numpyro_diffprior.infer.algorithms import DPS, MMPS, Annealed, NonCentredHMC, ThetaRefresh
 from numpyro_diffprior.infer.langevin import AnnealedLangevinSampler
 from numpyro_diffprior.infer.models import shear_model
 from numpyro_diffprior.infer.posterior import DiffusionPosteriorSampler
+from numpyro_diffprior.infer.runner import IIDSampler
 
-__all__ = ["AnnealedLangevinSampler", "DiffusionPosteriorSampler", "shear_model"]
+__all__ = [
+    "AnnealedLangevinSampler",
+    "DiffusionPosteriorSampler",
+    "IIDSampler",
+    "MMPS",
+    "Annealed",
+    "DPS",
+    "ThetaRefresh",
+    "NonCentredHMC",
+    "shear_model",
+]

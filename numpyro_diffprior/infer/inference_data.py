@@ -1,7 +1,7 @@
 """Conversion of posterior draws to ArviZ InferenceData with the package's conventions.
 
 Every sampler (diffusion, annealed Langevin, NUTS) returns InferenceData built here, so
-that variable names, dims and coords are identical (DESIGN §4):
+that variable names, dims and coords are identical (docs/design.md §4):
 `theta` dims ("param",), `kappa` dims ("zbin", "y", "x"), `shear` dims
 ("zbin", "component", "y", "x") with component ("g1", "g2").
 """
@@ -13,7 +13,7 @@ import numpy as np
 
 from numpyro_diffprior.atomic import atomic_write
 
-__all__ = ["to_inference_data", "split_into_chains", "save_inference_data"]
+__all__ = ["to_inference_data", "split_into_chains", "iid_num_chains", "save_inference_data"]
 
 
 def save_inference_data(idata, path) -> str:
@@ -21,17 +21,24 @@ def save_inference_data(idata, path) -> str:
     return atomic_write(path, idata.to_netcdf)
 
 
-def split_into_chains(draws, num_chains: int = 4):
-    """Reshape i.i.d. draws (n, ...) into (num_chains, n // num_chains, ...).
+def iid_num_chains(num_draws: int) -> int:
+    """Chains that `num_draws` i.i.d. draws are stored as: the largest of 4, 3, 2 that divides
+    `num_draws` (so R-hat is defined and no draw is dropped), else 1 chain of all draws."""
+    return next((c for c in (4, 3, 2) if num_draws % c == 0 and num_draws >= c), 1)
+
+
+def split_into_chains(draws, num_chains: int | None = None):
+    """Reshape i.i.d. draws (n, ...) into (num_chains, n // num_chains, ...); `num_chains`
+    must divide n (default: `iid_num_chains(n)`), so that no draw is dropped.
 
     Diffusion draws are independent; storing them as several chains keeps R-hat defined.
     """
     draws = np.asarray(draws)
     n = draws.shape[0]
-    if num_chains < 1 or n < num_chains:
-        raise ValueError(f"need at least num_chains={num_chains} draws, got {n}")
-    n_keep = (n // num_chains) * num_chains
-    return draws[:n_keep].reshape((num_chains, n_keep // num_chains) + draws.shape[1:])
+    num_chains = iid_num_chains(n) if num_chains is None else num_chains
+    if num_chains < 1 or n < num_chains or n % num_chains:
+        raise ValueError(f"{n} draws do not split into {num_chains} equal chains")
+    return draws.reshape((num_chains, n // num_chains) + draws.shape[1:])
 
 
 def to_inference_data(
@@ -43,6 +50,8 @@ def to_inference_data(
     sample_stats: dict | None = None,
     attrs: dict | None = None,
     truth: dict | None = None,
+    log_likelihood: dict | None = None,
+    deterministic: dict | None = None,
 ) -> az.InferenceData:
     """Build InferenceData from draws shaped (chain, draw, P) and (chain, draw, C, N, N).
 
@@ -50,6 +59,11 @@ def to_inference_data(
     truth: optional {"theta": (P,), "kappa": (C, N, N)} stored as constant_data.
     attrs: free-form metadata (preset, method, steps, wall time, ...); values are stringified
     when they are not netCDF-serialisable scalars.
+    log_likelihood: pointwise log-likelihoods (chain, draw, ...) of observed sites, e.g.
+    `shear` (chain, draw, zbin, component, y, x), stored as the `log_likelihood` group that
+    `az.loo` / `az.waic` read.
+    deterministic: further posterior variables (chain, draw, ...), e.g. the model's
+    `numpyro.deterministic` sites; ArviZ names the dims of those without known dims.
     """
     theta = np.asarray(theta)
     kappa = np.asarray(kappa)
@@ -90,8 +104,13 @@ def to_inference_data(
             constant["kappa_true"] = np.asarray(truth["kappa"])
         if "mask" in truth and truth["mask"] is not None:
             constant["mask"] = np.asarray(truth["mask"]).astype(np.int8)
+    posterior = {"theta": theta, "kappa": kappa}
+    for name, value in (deterministic or {}).items():
+        posterior.setdefault(name, np.asarray(value))
+    lik = {k: np.asarray(v) for k, v in (log_likelihood or {}).items()} or None
     idata = az.from_dict(
-        posterior={"theta": theta, "kappa": kappa},
+        posterior=posterior,
+        log_likelihood=lik,
         sample_stats={k: np.asarray(v) for k, v in (sample_stats or {}).items()} or None,
         observed_data=observed,
         constant_data=constant,

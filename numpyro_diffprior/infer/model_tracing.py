@@ -22,7 +22,14 @@ from numpyro import handlers
 
 from numpyro_diffprior.prior import DiffusionPrior
 
-__all__ = ["ModelInfo", "LinearGaussian", "inspect_model", "make_log_likelihood", "linear_gaussian"]
+__all__ = [
+    "ModelInfo",
+    "LinearGaussian",
+    "inspect_model",
+    "make_log_likelihood",
+    "linear_gaussian",
+    "make_site_values",
+]
 
 
 class ModelInfo(NamedTuple):
@@ -96,6 +103,40 @@ def make_log_likelihood(model, info: ModelInfo, model_kwargs, *, sites=None):
         return sum(_site_log_prob(tr[name]) for name in names)
 
     return log_likelihood
+
+
+def _pointwise_log_prob(site):
+    """Per-element log density of an observed site, shaped like its value where the
+    distribution allows (Normals, masked or not, `MaskedShearNormal`); unobserved (masked)
+    elements contribute 0."""
+    value, fn = site["value"], site["fn"]
+    try:
+        loc, scale, observed = _gaussian_parts(fn, value)
+        safe = jnp.where(observed, scale, 1.0)
+        lp = dist.Normal(loc, safe).log_prob(jnp.where(observed, value, loc))
+        lp = jnp.where(observed, lp, 0.0)
+    except ValueError:
+        while isinstance(fn, dist.Independent):
+            fn = fn.base_dist
+        lp = fn.log_prob(value)
+    if site.get("mask") is not None:
+        lp = jnp.where(site["mask"], lp, 0.0)
+    if site.get("scale") is not None:
+        lp = site["scale"] * lp
+    return lp
+
+
+def make_site_values(model, info: ModelInfo, model_kwargs):
+    """x_phys (D,) -> (pointwise log-likelihood {observed site: per-element array},
+    {deterministic site: value}) of the model with the prior value substituted."""
+
+    def site_values(x_phys):
+        tr = _trace(model, lambda site: x_phys, model_kwargs)
+        log_lik = {name: _pointwise_log_prob(tr[name]) for name in info.observed}
+        det = {n: s["value"] for n, s in tr.items() if s["type"] == "deterministic"}
+        return log_lik, det
+
+    return site_values
 
 
 def _validate(model, info, tr, model_kwargs):

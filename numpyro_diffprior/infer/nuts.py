@@ -4,14 +4,16 @@ The classic "HMC field-level" reference (e.g. Porqueres et al. 2022; Zhou et al.
 non-centred latent white noise `z` (C, N, N) and the cosmological parameters are sampled jointly
 with the No-U-Turn sampler (Hoffman & Gelman 2014) on `simulator.model.lensing_model` conditioned
 on the observed shear. The model knows the true (log-normal) prior, so its posterior is the gold
-standard the diffusion samplers are compared with (DESIGN §2.8). Chains run vectorised, one
-after the other, or in one worker process per CPU core (`infer.chain_processes`).
+standard the diffusion samplers are compared with (docs/design.md §2.8). Chains run vectorised, one
+after the other, or in `num_workers` worker processes (`runtime.processes`), the same
+vocabulary as the diffusion samplers' `IIDSampler(..., num_workers=...)`.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -20,9 +22,14 @@ from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from numpyro.infer import MCMC, NUTS, init_to_median
 
 from numpyro_diffprior.infer.inference_data import to_inference_data
-from numpyro_diffprior.infer.model_init import constrained_sites, initial_params, model_potential
 from numpyro_diffprior.observations import broadcast_mask
 from numpyro_diffprior.presets import get_preset
+from numpyro_diffprior.runtime.model_init import (
+    constrained_sites,
+    initial_params,
+    model_potential,
+)
+from numpyro_diffprior.runtime.processes import resolve_num_workers
 
 __all__ = [
     "nuts_baseline",
@@ -31,6 +38,7 @@ __all__ = [
     "EXTRA_FIELDS",
     "CHAIN_METHODS",
     "resolve_chain_method",
+    "where_chains_run",
 ]
 
 # NumPyro extra field -> sample_stats name (ArviZ conventions).
@@ -42,6 +50,7 @@ EXTRA_FIELDS = {
     "diverging": "diverging",
 }
 CHAIN_METHODS = ("vectorized", "sequential", "parallel", "processes", "auto")
+IN_PROCESS_METHODS = ("vectorized", "sequential", "parallel")  # NumPyro's
 
 
 def resolve_chain_method(chain_method: str, num_chains: int) -> str:
@@ -53,6 +62,33 @@ def resolve_chain_method(chain_method: str, num_chains: int) -> str:
         return chain_method
     cpu = jax.default_backend() == "cpu" and (os.cpu_count() or 1) > 1
     return "processes" if cpu and num_chains > 1 else "vectorized"
+
+
+def where_chains_run(chain_method, num_workers, num_chains: int) -> tuple[str, int]:
+    """(chain method, worker processes) of a run: with 1 worker the chains run in this process
+    by NumPyro's `chain_method`; with more, spread over that many spawned processes, each
+    running its chains one after the other (method "processes"). num_workers: a count, or
+    "auto" (one per CPU core on a CPU, 1 on an accelerator), never more than the chains.
+    The deprecated chain_method "processes" (num_workers default: the CPU count) and "auto"
+    (= num_workers="auto") still work, with a DeprecationWarning."""
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
+    if chain_method in ("processes", "auto"):
+        warnings.warn(
+            f'chain_method="{chain_method}" is deprecated and will be removed in the next '
+            'release; use num_workers=N or num_workers="auto" (one process per CPU core on a '
+            "CPU), as for the diffusion samplers",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if chain_method == "processes":
+            workers = num_workers or os.cpu_count() or 1
+            return "processes", max(1, min(int(workers), num_chains))
+        num_workers = "auto"
+    workers = resolve_num_workers(1 if num_workers is None else num_workers, num_chains)
+    if workers > 1:
+        return "processes", workers
+    return ("vectorized" if chain_method == "auto" else chain_method), 1
 
 
 def convergence_summary(theta) -> dict:
@@ -85,7 +121,7 @@ def nuts_baseline(
     model=None,
     emulator=None,
     chain_method: str = "vectorized",
-    num_workers: int | None = None,
+    num_workers=1,
 ):
     """Run NUTS on `lensing_model` (or `model`, same sites) given `shear_obs` (C, 2, N, N).
 
@@ -98,11 +134,11 @@ def nuts_baseline(
     `warmup_time_s` includes compilation; `sampling_time_s` (and the derived time per gradient
     and per effective sample) includes the sampling phase's own, shorter compilation.
 
-    chain_method: NumPyro's "vectorized" or "sequential", or "processes": chains spread over
-    `num_workers` (default: the CPU count) spawned processes (`infer.chain_processes`; the
-    fastest on a multi-core CPU; needs a picklable model and a `__main__` guard); the draws
-    equal "sequential"'s. "auto": "processes" for several chains on a multi-core CPU, else
-    "vectorized".
+    num_workers: processes that run the chains (1: this one, by NumPyro's `chain_method`
+    "vectorized", "sequential" or "parallel"; N > 1 or "auto" = one per CPU core on a CPU:
+    spawned processes (`runtime.processes`; the fastest on a multi-core CPU; needs a picklable
+    model and a `__main__` guard), whose draws equal "sequential"'s). chain_method
+    "processes" and "auto" are deprecated spellings of num_workers (`where_chains_run`).
     """
     preset = get_preset(preset)
     if shear_obs is None:
@@ -118,7 +154,7 @@ def nuts_baseline(
             raise ValueError(f"{name} must be >= 1, got {value}")
     if num_chains < 1:
         raise ValueError(f"num_chains must be >= 1, got {num_chains}")
-    chain_method = resolve_chain_method(chain_method, num_chains)
+    chain_method, workers = where_chains_run(chain_method, num_workers, num_chains)
     if model is None:
         from numpyro_diffprior.simulator.model import lensing_model as model
     job = dict(
@@ -139,10 +175,10 @@ def nuts_baseline(
     # The keys NumPyro's own chain methods give each chain ("processes" draws = "sequential"'s).
     keys = rng_key[None] if num_chains == 1 else jax.random.split(rng_key, num_chains)
     if chain_method == "processes":
-        from numpyro_diffprior.infer.chain_processes import run_chains_in_processes
+        from numpyro_diffprior.runtime.processes import run_chains_in_processes
 
         runs = run_chains_in_processes(
-            _run_nuts, keys, num_workers=num_workers, progress_bar=progress_bar,
+            _run_nuts, keys, num_workers=workers, progress_bar=progress_bar,
             chain_method="sequential", **job,
         )  # fmt: skip
     else:
@@ -166,6 +202,7 @@ def nuts_baseline(
         "target_accept_prob": float(target_accept_prob),
         "max_tree_depth": int(max_tree_depth),
         "chain_method": chain_method,
+        "num_workers": int(workers),
         "wall_time_s": total_time,
         "warmup_time_s": warmup_time,
         "sampling_time_s": sampling_time,

@@ -1,4 +1,4 @@
-"""Correlated tomographic shifted log-normal convergence maps (DESIGN §2.3).
+"""Correlated tomographic shifted log-normal convergence maps (docs/design.md §2.3).
 
 The construction follows sbi_lens (Zeghal et al. 2024) and the log-normal model of
 Hilbert, Hartlap & Schneider (2011), Xavier et al. (2016):
@@ -204,7 +204,7 @@ def _gaussian_power(cl, ell, shift, npix, field_rad):
 
 
 def lognormal_kappa(z, cl, ell, shift, *, npix: int, field_rad: float):
-    """Shifted log-normal tomographic convergence from white noise (DESIGN §2.3).
+    """Shifted log-normal tomographic convergence from white noise (docs/design.md §2.3).
 
     Args:
       z: (C, N, N) standard-normal white noise (the non-centred latent).
@@ -243,20 +243,24 @@ def lognormal_theory_power(cl, ell, shift, *, npix: int, field_rad: float):
 def simulate_kappa(theta, z, emulator, preset):
     """kappa (C, N, N) at parameters theta (P,) from white noise z (C, N, N).
 
+    The shifts follow `preset.shift_model` (`cosmology.shifts.preset_shift`).
     theta is clipped to the emulator's box inside the traced function (so samplers that step
     outside never crash); user-facing callers should run ``check_in_range`` eagerly first.
     Compiled as one program: called eagerly (as NumPyro's initialisation traces a model, and
     differentiates it, op by op) it costs one compilation instead of hundreds.
     """
-    return _simulate_kappa(theta, z, emulator, npix=preset.npix, field_rad=preset.field_rad)
+    return _simulate_kappa(theta, z, emulator, preset=preset)
 
 
-@functools.partial(jax.jit, static_argnames=("npix", "field_rad"))
-def _simulate_kappa(theta, z, emulator, *, npix, field_rad):
-    from numpyro_diffprior.cosmology.emulator import emulate_cl, emulate_shift
+@functools.partial(jax.jit, static_argnames=("preset",))
+def _simulate_kappa(theta, z, emulator, *, preset):
+    from numpyro_diffprior.cosmology.emulator import emulate_cl
+    from numpyro_diffprior.cosmology.shifts import preset_shift
 
     bounds = jnp.asarray(emulator.bounds)
     theta = jnp.clip(theta, bounds[:, 0], bounds[:, 1])
     cl = emulate_cl(emulator, theta)
-    shift = emulate_shift(emulator, theta)
-    return lognormal_kappa(z, cl, emulator.ell, shift, npix=npix, field_rad=field_rad)
+    shift = preset_shift(preset, theta)
+    return lognormal_kappa(
+        z, cl, emulator.ell, shift, npix=preset.npix, field_rad=preset.field_rad
+    )

@@ -1,4 +1,4 @@
-"""The explicit field-level NumPyro model (the "HMC field-level baseline" of DESIGN §1).
+"""The explicit field-level NumPyro model (the "HMC field-level baseline" of docs/design.md §1).
 
 theta ~ prior, z ~ N(0, I) (non-centred latent, as in Porqueres et al. 2022 and sbi_lens'
 field-level models), kappa = lognormal(theta, z), shear ~ N(A kappa, sigma_n^2) on the observed

@@ -1,6 +1,6 @@
 """Kaiser-Squires shear operator, shape noise, masks and the Gaussian shear likelihood.
 
-Kaiser & Squires (1993), spin-2 operator in Fourier space (DESIGN §2.4), with
+Kaiser & Squires (1993), spin-2 operator in Fourier space (docs/design.md §2.4), with
 ``k1`` along x (last axis) and ``k2`` along y:
 ``gamma1_hat = (k1^2 - k2^2)/k^2 kappa_hat``, ``gamma2_hat = 2 k1 k2 / k^2 kappa_hat``, 0 at k = 0.
 

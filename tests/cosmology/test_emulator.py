@@ -115,7 +115,7 @@ def test_jit_vmap_grad_and_finite_differences():
 def test_first_load_inside_jit_caches_concrete_arrays():
     """A model traced under jit may be the first to load its preset's emulator: the cached
     table must hold concrete arrays, not the trace's tracers (which would leak)."""
-    emu._load_by_name.cache_clear()
+    emu.io._load_by_name.cache_clear()
     try:
         total = jax.jit(lambda t: emu.emulate_cl(emu.load_emulator("tiny"), t).sum())(
             jnp.asarray([0.3, 0.8])
@@ -125,7 +125,7 @@ def test_first_load_inside_jit_caches_concrete_arrays():
         np.testing.assert_allclose(emu.emulate_cl(e, jnp.asarray([0.3, 0.8])).sum(), total,
                                    rtol=1e-5)  # fmt: skip
     finally:
-        emu._load_by_name.cache_clear()
+        emu.io._load_by_name.cache_clear()
 
 
 def test_check_in_range_names_parameter():

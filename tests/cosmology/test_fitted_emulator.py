@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from numpyro_diffprior.cosmology import emulator as emu
-from numpyro_diffprior.cosmology import emulator_fit as ef
-from numpyro_diffprior.cosmology import emulator_recipe as er
-from numpyro_diffprior.cosmology import fitted_emulator as fe
 from numpyro_diffprior.cosmology import spectra
-from numpyro_diffprior.cosmology.fitted_emulator import BOX_6, FittedEmulator
+from numpyro_diffprior.cosmology.emulator import design as ed
+from numpyro_diffprior.cosmology.emulator import fit as ef
+from numpyro_diffprior.cosmology.emulator import fitted as fe
+from numpyro_diffprior.cosmology.emulator import recipe as er
+from numpyro_diffprior.cosmology.emulator.fitted import BOX_6, BOX_6_BOUNDS, FittedEmulator
 from numpyro_diffprior.cosmology.params import FIDUCIAL, PARAMETER_NAMES, prior_distribution
 from numpyro_diffprior.cosmology.shifts import lognormal_shift
 from numpyro_diffprior.presets import get_preset
@@ -66,7 +67,7 @@ def _max_rel_error(jade, theta, reference_cl):
         jax.jit(jax.vmap(lambda t: emu.emulate_cl(jade, t)))(jnp.asarray(theta, jnp.float32))
     )
     ref_fn = reference_cl(JADE.name, jade.ell)
-    res = ef.resolved_ell(JADE, jade.ell)
+    res = ed.resolved_ell(JADE, jade.ell)
     pairs = zip(got, theta, strict=True)
     return np.array([np.abs(g[..., res] / ref_fn(t)[..., res] - 1).max() for g, t in pairs])
 
@@ -126,8 +127,8 @@ def test_check_in_range_names_the_parameter(jade):
 
 def test_design_points_reproducible_and_inside_box():
     bounds = np.array([BOX_6[n] for n in PARAMETER_NAMES])
-    a = ef.design_points(400, bounds, seed=3)
-    np.testing.assert_array_equal(a, ef.design_points(400, bounds, seed=3))
+    a = ed.design_points(400, bounds, seed=3)
+    np.testing.assert_array_equal(a, ed.design_points(400, bounds, seed=3))
     assert np.all((a >= bounds[:, 0]) & (a <= bounds[:, 1]))
     # widened by 1.5: sample std of the Gaussian parameters ~ 1.5 x prior std (+-10%, n = 400)
     for p, name in [(1, "Omega_b"), (3, "h"), (4, "n_s")]:
@@ -152,7 +153,7 @@ def test_tabulation_resumes_without_loss_or_duplicates(monkeypatch, tmp_path):
         jax.debug.callback(lambda: calls.append(1))  # runs at every (jitted) evaluation
         return _toy_cl(theta_full, survey, ell)
 
-    real_save = ef._atomic_savez
+    real_save = ed._atomic_savez
 
     def save_then_die(path, **arrays):
         real_save(path, **arrays)
@@ -160,23 +161,23 @@ def test_tabulation_resumes_without_loss_or_duplicates(monkeypatch, tmp_path):
             raise KeyboardInterrupt  # killed right after the second chunk reached the disk
 
     monkeypatch.setattr(spectra, "angular_cl_reference", counted)
-    monkeypatch.setattr(ef, "_atomic_savez", save_then_die)
+    monkeypatch.setattr(ed, "_atomic_savez", save_then_die)
     bounds = np.array([BOX_6[n] for n in PARAMETER_NAMES])
-    theta = ef.design_points(7, bounds, seed=0)
+    theta = ed.design_points(7, bounds, seed=0)
     ell = np.geomspace(50, 5000, 8)
     cache = tmp_path / "design.npz"
     with pytest.raises(KeyboardInterrupt):
-        ef.tabulate_design(JADE, theta, ell, cache=cache, progress=False, chunk=2)
+        ed.tabulate_design(JADE, theta, ell, cache=cache, progress=False, chunk=2)
     assert len(calls) == 4
     calls.clear()
-    monkeypatch.setattr(ef, "_atomic_savez", real_save)
-    out = ef.tabulate_design(JADE, theta, ell, cache=cache, progress=False, chunk=2)
+    monkeypatch.setattr(ed, "_atomic_savez", real_save)
+    out = ed.tabulate_design(JADE, theta, ell, cache=cache, progress=False, chunk=2)
     assert len(calls) == 3  # 4 points were cached, 3 were left
     want = np.stack([np.asarray(_toy_cl(t, JADE.survey, ell)) for t in theta])
     rows, cols = np.triu_indices(5)
     np.testing.assert_allclose(out, np.log(want[:, rows, cols]), rtol=1e-6)
     with pytest.raises(ValueError, match="another design"):
-        ef.tabulate_design(JADE, theta[:6], ell, cache=cache, progress=False)
+        ed.tabulate_design(JADE, theta[:6], ell, cache=cache, progress=False)
 
 
 TOY_ELL = np.geomspace(50, 8000, 12)
@@ -190,7 +191,7 @@ def _toy_table(theta):
 
 
 def _toy_grid():
-    grid = ef.base_grid(num_omega_c=8, num_sigma_8=5, anova_omega_c=5, anova_refine=1,
+    grid = ed.base_grid(num_omega_c=8, num_sigma_8=5, anova_omega_c=5, anova_refine=1,
                         anova_sigma_8=4, anova_param=5)  # fmt: skip
     assert grid.anova[0][1] == pytest.approx(np.sqrt(grid.anova[0][0] * grid.anova[0][2]))
     design = grid.design()
@@ -209,7 +210,7 @@ def test_fit_recovers_a_smooth_closed_form_spectrum():
     """On the toy spectra, base tables + MLP residual reach < 0.1% on held-out draws (seed 0)."""
     grid, tables = _toy_grid()
     bounds = np.array([BOX_6[n] for n in PARAMETER_NAMES])
-    theta, test = ef.design_points(600, bounds, seed=0), ef.design_points(100, bounds, seed=1)
+    theta, test = ed.design_points(600, bounds, seed=0), ed.design_points(100, bounds, seed=1)
     e = ef.fit_emulator(JADE, theta, _toy_table(theta), TOY_ELL, grid, tables, progress=False,
                         **TOY_FIT)  # fmt: skip
     assert not e.low_layers
@@ -236,7 +237,7 @@ def test_compressed_first_order_tables_are_exact_to_their_tolerance(tmp_path):
         sizes.append(coef.shape[-1])
     assert sizes[0] < sizes[1] < sizes[2] <= 8, sizes
     grid, (base, first_order) = _toy_grid()
-    theta = ef.design_points(20, ef.BOX_6_BOUNDS, seed=4)
+    theta = ed.design_points(20, BOX_6_BOUNDS, seed=4)
     fit = dict(TOY_FIT, steps=10)
     packed = ef.fit_emulator(JADE, theta, _toy_table(theta), TOY_ELL, grid, (base, first_order),
                              progress=False, table_tol=1e-5, **fit)  # fmt: skip
@@ -245,7 +246,7 @@ def test_compressed_first_order_tables_are_exact_to_their_tolerance(tmp_path):
     assert packed.anova_pcs is not None and plain.anova_pcs is None
     b = jax.vmap(lambda t: fe.base_log_cl(packed, t) - fe.base_log_cl(plain, t))
     assert np.abs(np.asarray(b(jnp.asarray(theta, jnp.float32)))).max() < 4 * 1e-5 + 1e-5
-    for e in (packed, plain):  # files without the newer arrays (session 6's) load as before
+    for e in (packed, plain):  # older files, without the newer arrays, load as before
         again = emu.load_emulator_file(emu.save_emulator(e, tmp_path / "e.npz"), preset=JADE.name)
         assert (again.anova_pcs is None) == (e.anova_pcs is None) and again.members == ()
         t = jnp.asarray(theta[0], jnp.float32)
@@ -260,7 +261,7 @@ def test_small_omega_c_fit_is_blended_in_and_saved(tmp_path):
     bounds = np.array([BOX_6[n] for n in PARAMETER_NAMES])
     corner_bounds = bounds.copy()
     corner_bounds[0] = (bounds[0][0], er.CORNER_OMEGA_C_MAX)
-    theta, corner = ef.design_points(600, bounds, seed=0), ef.design_points(300, corner_bounds, 2)
+    theta, corner = ed.design_points(600, bounds, seed=0), ed.design_points(300, corner_bounds, 2)
     e = ef.fit_emulator(
         JADE, theta, _toy_table(theta), TOY_ELL, grid, tables, progress=False,
         low_data=(corner, _toy_table(corner)), low_fit=TOY_FIT, **TOY_FIT,
@@ -285,7 +286,7 @@ def test_small_omega_c_fit_is_blended_in_and_saved(tmp_path):
     peak = float(slope(mid))  # 1.5 / width; C^1: the slope vanishes at both ends
     assert abs(float(slope(ef.LOW_BLEND[0] + 1e-5))) < 0.01 * peak
     assert abs(float(slope(ef.LOW_BLEND[1] - 1e-5))) < 0.01 * peak
-    test = ef.design_points(100, corner_bounds, seed=3)
+    test = ed.design_points(100, corner_bounds, seed=3)
     err, err_main = _toy_error(e, test), _toy_error(main_only, test)
     assert err < 3e-3 and err < err_main, (err, err_main)
     again = emu.load_emulator_file(emu.save_emulator(e, tmp_path / "blend.npz"), preset=JADE.name)
@@ -298,8 +299,8 @@ def test_small_omega_c_ensemble_averages_its_members_and_is_saved(tmp_path):
     LOW_BLEND[0] the residual is the mean of the three single-member emulators'; a save/load
     round trip keeps every member."""
     grid, tables = _toy_grid()
-    theta = ef.design_points(200, ef.BOX_6_BOUNDS, seed=0)
-    corner = ef.design_points(100, np.r_[[[0.02, er.CORNER_OMEGA_C_MAX]], ef.BOX_6_BOUNDS[1:]], 2)
+    theta = ed.design_points(200, BOX_6_BOUNDS, seed=0)
+    corner = ed.design_points(100, np.r_[[[0.02, er.CORNER_OMEGA_C_MAX]], BOX_6_BOUNDS[1:]], 2)
     fit = dict(TOY_FIT, steps=200)
     e = ef.fit_emulator(
         JADE, theta, _toy_table(theta), TOY_ELL, grid, tables, progress=False,
@@ -349,10 +350,10 @@ def test_build_recipe_rejects_bad_requests(tmp_path):
 def test_corner_shards_are_seeded_prefixes_at_small_omega_c():
     """Corner shard k: the first rows of a CORNER_DESIGN_SIZE design of seed 299 + seed + k,
     all with Omega_c < CORNER_OMEGA_C_MAX (so a larger shard size extends, never redraws)."""
-    shards = er._shards(JADE, 5000, 2500, 1, 2000, 1000, ef.BOX_6_BOUNDS, 2000, 1000)
+    shards = er._shards(JADE, 5000, 2500, 1, 2000, 1000, BOX_6_BOUNDS, 2000, 1000)
     corner = [s for s in shards if s[0].startswith("corner")]
     assert [name for name, _, _ in corner] == ["corner0", "corner1"]
-    bigger = er._shards(JADE, 5000, 2500, 1, 2000, 1000, ef.BOX_6_BOUNDS, 3000, 1500)
+    bigger = er._shards(JADE, 5000, 2500, 1, 2000, 1000, BOX_6_BOUNDS, 3000, 1500)
     for k, (_, theta, file) in enumerate(corner):
         assert file == f"corner_lsst-y10-jade_{300 + k}.npz"
         assert theta.shape == (1000, 6) and theta[:, 0].max() < er.CORNER_OMEGA_C_MAX
@@ -364,13 +365,13 @@ def test_corner_shards_are_seeded_prefixes_at_small_omega_c():
 def test_tail_shards_are_seeded_wider_designs():
     """Tail shard k: design_points(tail_shard_size, seed=200 + seed + k) from the prior widened
     TAIL_WIDEN times (2x; the main design 1.5x), so more of its draws lie beyond 3 sigma."""
-    shards = er._shards(JADE, 5000, 2500, 1, 2000, 1000, ef.BOX_6_BOUNDS, 0, 1000, 2000, 1000)
+    shards = er._shards(JADE, 5000, 2500, 1, 2000, 1000, BOX_6_BOUNDS, 0, 1000, 2000, 1000)
     tail = [s for s in shards if s[0].startswith("tail")]
     assert [(n, f) for n, _, f in tail] == [
         ("tail0", "tail_lsst-y10-jade_201.npz"), ("tail1", "tail_lsst-y10-jade_202.npz")
     ]  # fmt: skip
     np.testing.assert_array_equal(
-        tail[1][1], ef.design_points(1000, ef.BOX_6_BOUNDS, seed=202, widen=er.TAIL_WIDEN)
+        tail[1][1], ed.design_points(1000, BOX_6_BOUNDS, seed=202, widen=er.TAIL_WIDEN)
     )
     main = dict((n, t) for n, t, _ in shards)["0"]
     sd = np.array([prior_distribution(n).variance ** 0.5 for n in PARAMETER_NAMES[1:5]])
@@ -379,10 +380,19 @@ def test_tail_shards_are_seeded_wider_designs():
     assert far(tail[0][1]) > 1.5 * far(main[:1000]), (far(tail[0][1]), far(main[:1000]))
 
 
-def test_recipe_names_still_import_from_emulator_fit():
-    """The build recipe moved to emulator_recipe; the old emulator_fit names still work."""
+def test_old_emulator_module_paths_still_import_with_a_warning():
+    """emulator_fit, emulator_recipe and fitted_emulator moved into the package
+    cosmology.emulator; the old modules re-export their names with a DeprecationWarning."""
+    import importlib
+    import sys
+
+    for name in ("emulator_fit", "emulator_recipe", "fitted_emulator"):
+        sys.modules.pop(f"numpyro_diffprior.cosmology.{name}", None)
+        with pytest.warns(DeprecationWarning, match=name):
+            importlib.import_module(f"numpyro_diffprior.cosmology.{name}")
     from numpyro_diffprior.cosmology.emulator_fit import LOW_FIT, build_fitted_emulator
+    from numpyro_diffprior.cosmology.emulator_fit import fit_emulator as old_fit
+    from numpyro_diffprior.cosmology.fitted_emulator import FittedEmulator as Old
 
     assert build_fitted_emulator is er.build_fitted_emulator and LOW_FIT is er.LOW_FIT
-    with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        ef.nope  # noqa: B018
+    assert old_fit is ef.fit_emulator and Old is FittedEmulator

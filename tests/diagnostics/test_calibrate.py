@@ -7,7 +7,7 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 
-from numpyro_diffprior.commands.calibrate import run_calibration
+from numpyro_diffprior.diagnostics.calibrate import run_calibration
 from numpyro_diffprior.observations import (
     load_observation,
     save_observation,
@@ -134,8 +134,8 @@ def test_diffusion_sampler_fn_shapes(method):
     """The built-in sampler_fn runs the package's samplers on a Gaussian-oracle prior."""
     import jax.numpy as jnp
 
-    from numpyro_diffprior import oracles
-    from numpyro_diffprior.commands.calibration_samplers import diffusion_sampler_fn
+    from numpyro_diffprior import testing as oracles
+    from numpyro_diffprior.diagnostics.calibration_samplers import diffusion_sampler_fn
     from numpyro_diffprior.diffusion.normalization import Normalizer
     from numpyro_diffprior.prior import DiffusionPrior
 
@@ -217,8 +217,8 @@ def test_resolve_num_workers_and_lazy_sampler_fn():
     import os
     import pickle
 
-    from numpyro_diffprior.commands.calibration_samplers import LazySamplerFn
-    from numpyro_diffprior.infer.chain_processes import resolve_num_workers
+    from numpyro_diffprior.diagnostics.calibration_samplers import LazySamplerFn
+    from numpyro_diffprior.runtime.processes import resolve_num_workers
 
     cores = (os.cpu_count() or 1) if jax.default_backend() == "cpu" else 1
     assert resolve_num_workers("auto", 1000) == cores

@@ -71,7 +71,7 @@ def test_euler_maruyama_gaussian_moments():
 
 def _oracle_conditional(coupling):
     """Gaussian joint oracle, one joint draw x0 and the exact moments of theta | kappa."""
-    from numpyro_diffprior import oracles
+    from numpyro_diffprior import testing as oracles
 
     oracle = oracles.gaussian_joint_oracle(2, (1, 8, 8), coupling=coupling, seed=3)
     u, lam = np.asarray(oracle.eigvecs, np.float64), np.asarray(oracle.eigvals, np.float64)
@@ -91,7 +91,7 @@ def test_theta_given_kappa_on_gaussian_oracle(coupling):
     independent; with coupling 0.6 it is conservative, as noising kappa hides part of its
     information: measured means 0.207, 0.483 vs exact 0.223, 0.554 (shrunk towards the prior
     mean 0) and spreads 1.4x the exact ones; 4000 draws, seed 0."""
-    from numpyro_diffprior import oracles
+    from numpyro_diffprior import testing as oracles
     from numpyro_diffprior.diffusion.samplers import sample_theta_given_kappa
 
     oracle, x0, mean, sd = _oracle_conditional(coupling)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from numpyro_diffprior import oracles
+from numpyro_diffprior import testing as oracles
 from numpyro_diffprior.prior import DiffusionPrior
 from numpyro_diffprior.simulator.shear import kaiser_squires
 

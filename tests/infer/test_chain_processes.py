@@ -1,4 +1,4 @@
-"""Worker processes of `infer.chain_processes` do not outlive the process that started them."""
+"""Worker processes of `runtime.processes` do not outlive the process that started them."""
 
 import os
 import subprocess
@@ -10,7 +10,7 @@ import pytest
 PARENT_SCRIPT = """
 import os, sys, time
 import jax
-from numpyro_diffprior.infer.chain_processes import imap_in_processes, run_chains_in_processes
+from numpyro_diffprior.runtime.processes import imap_in_processes, run_chains_in_processes
 
 def report_pid_and_sleep(out):
     path = os.path.join(out, f"pid_{os.getpid()}")
@@ -65,3 +65,16 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path, api):
     for pid in alive:
         os.kill(pid, 9)
     assert not alive, f"workers {alive} outlived their killed parent by 15 s"
+
+
+def test_old_import_path_still_works_with_a_deprecation_warning():
+    import importlib
+
+    import numpyro_diffprior.runtime.processes as processes
+
+    for name in ("chain_processes", "model_init"):
+        sys.modules.pop(f"numpyro_diffprior.infer.{name}", None)
+        with pytest.warns(DeprecationWarning, match="runtime"):
+            old = importlib.import_module(f"numpyro_diffprior.infer.{name}")
+        if name == "chain_processes":
+            assert old.keys_to_numpy is processes.keys_to_numpy

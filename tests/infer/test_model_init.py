@@ -9,7 +9,7 @@ import pytest
 from numpyro.infer import init_to_median, init_to_uniform
 from numpyro.infer.util import constrain_fn, initialize_model
 
-from numpyro_diffprior.infer.model_init import constrained_sites, initial_params, model_potential
+from numpyro_diffprior.runtime.model_init import constrained_sites, initial_params, model_potential
 
 OBS = np.array([0.4, -1.3, 2.0])
 

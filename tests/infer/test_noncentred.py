@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import NOISE
 
-from numpyro_diffprior import oracles
+from numpyro_diffprior import testing as oracles
 from numpyro_diffprior.infer import DiffusionPosteriorSampler, shear_model
 from numpyro_diffprior.infer.noncentred import identity_whitening, spectral_whitening
 from numpyro_diffprior.prior import DiffusionPrior

@@ -258,7 +258,7 @@ def test_chains_in_processes_refuse_unpicklable_model_and_bad_method():
 
 
 def test_split_chains_spreads_evenly():
-    from numpyro_diffprior.infer.chain_processes import split_chains
+    from numpyro_diffprior.runtime.processes import split_chains
 
     assert split_chains(4, 2) == [2, 2]
     assert split_chains(5, 2) == [3, 2]

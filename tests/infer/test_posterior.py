@@ -1,4 +1,4 @@
-"""Posterior samplers against the exact Gaussian-joint oracle (DESIGN §2.7), InferenceData,
+"""Posterior samplers against the exact Gaussian-joint oracle (docs/design.md §2.7), InferenceData,
 jit hygiene. Bias of the approximate methods is tabulated in docs/sampling.md."""
 
 import arviz as az
@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 from conftest import NOISE, make_gaussian_case
 
-from numpyro_diffprior import oracles
-from numpyro_diffprior.infer import AnnealedLangevinSampler, DiffusionPosteriorSampler, shear_model
-from numpyro_diffprior.infer.posterior import EXACT_SETTINGS
+from numpyro_diffprior import testing as oracles
+from numpyro_diffprior.infer import (
+    MMPS,
+    AnnealedLangevinSampler,
+    DiffusionPosteriorSampler,
+    IIDSampler,
+    ThetaRefresh,
+    shear_model,
+)
 from numpyro_diffprior.prior import DiffusionPrior
 
 matplotlib.use("Agg")
@@ -28,22 +34,16 @@ def _compare(x, exact):
 
 
 def _mmps_run(gaussian_case, **settings):
-    sampler = DiffusionPosteriorSampler(
-        shear_model,
-        guidance="mmps",
-        num_steps=32,
-        chunk_size=NUM // 2,
-        progress_bar=False,
-        **{**EXACT_SETTINGS, **settings},
-    )
-    sampler.run(
+    """MMPS with the library defaults (the exact settings), 32 Heun steps."""
+    sampler = DiffusionPosteriorSampler(shear_model, num_steps=32, **settings)
+    runner = IIDSampler(sampler, NUM, chunk_size=NUM // 2, progress_bar=False)
+    runner.run(
         jax.random.PRNGKey(0),
-        NUM,
         prior=gaussian_case["prior"],
         shear_obs=gaussian_case["shear"],
         noise_std=NOISE,
     )
-    return sampler
+    return runner
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +61,16 @@ def test_mmps_is_exact_on_gaussian_oracle(mmps_run, gaussian_case):
 
 @pytest.mark.parametrize("seed", [1, 5])
 def test_cross_block_mmps_on_gaussian_oracle_far_from_the_prior_mean(seed):
-    """mmps_covariance="cross" (other settings the class defaults) on observations whose
-    posterior sits 1-1.7 prior sd from the prior mean. Measured: bias 0.08-0.14 sd, std ratio
-    1.05-1.08 (512 draws, SE ~0.05); the default "kappa" fails both (0.36-0.48 sd,
-    1.20-1.22)."""
+    """The "cross" covariance (other settings the shipped network's: SDE from sigma_max 5, CG 3,
+    clip 2) on observations whose posterior sits 1-1.7 prior sd from the prior mean. Measured:
+    bias 0.08-0.14 sd, std ratio 1.05-1.08 (512 draws, SE ~0.05); the shipped "kappa" fails
+    both (0.36-0.48 sd, 1.20-1.22)."""
     case = make_gaussian_case(seed=seed)
-    sampler = DiffusionPosteriorSampler(
-        shear_model, mmps_covariance="cross", chunk_size=512, progress_bar=False
+    sampler = DiffusionPosteriorSampler.for_shipped_network(
+        shear_model, guidance=MMPS(covariance="cross", cg_maxiter=3, clip=2.0)
     )
-    sampler.run(
-        jax.random.PRNGKey(0), 512, prior=case["prior"], shear_obs=case["shear"], noise_std=NOISE
-    )
+    sampler = IIDSampler(sampler, 512, chunk_size=512, progress_bar=False)
+    sampler.run(jax.random.PRNGKey(0), prior=case["prior"], shear_obs=case["shear"], noise_std=NOISE)
     r = _compare(sampler.get_samples()["theta_kappa"], case["exact"])
     assert np.all(r["theta_bias"] < 0.35), r
     assert np.all((r["theta_std_ratio"] > 0.95) & (r["theta_std_ratio"] < 1.17)), r
@@ -82,16 +81,15 @@ def test_cross_block_mmps_on_gaussian_oracle_far_from_the_prior_mean(seed):
 def test_annealed_langevin_is_exact_on_gaussian_oracle(gaussian_case):
     sampler = AnnealedLangevinSampler(
         shear_model,
+        sigma_max=10.0,
         num_levels=200,
         num_steps_per_level=10,
         step_size=0.2,
         sigma_min=0.005,
-        chunk_size=NUM,
-        progress_bar=False,
     )
+    sampler = IIDSampler(sampler, NUM, chunk_size=NUM, progress_bar=False)
     sampler.run(
         jax.random.PRNGKey(1),
-        NUM,
         prior=gaussian_case["prior"],
         shear_obs=gaussian_case["shear"],
         noise_std=NOISE,
@@ -106,13 +104,10 @@ def test_annealed_langevin_is_exact_on_gaussian_oracle(gaussian_case):
 @pytest.mark.parametrize("guidance", ["annealed", "dps"])
 def test_other_guidance_methods_run(gaussian_case, guidance):
     """Biased by construction (numbers in docs/sampling.md); here: finite and informative."""
-    sampler = DiffusionPosteriorSampler(
-        shear_model, guidance=guidance, num_steps=16, chunk_size=256, progress_bar=False,
-        **EXACT_SETTINGS,
-    )  # fmt: skip
+    sampler = DiffusionPosteriorSampler(shear_model, guidance=guidance, num_steps=16)
+    sampler = IIDSampler(sampler, 256, chunk_size=256, progress_bar=False)
     sampler.run(
         jax.random.PRNGKey(2),
-        256,
         prior=gaussian_case["prior"],
         shear_obs=gaussian_case["shear"],
         noise_std=NOISE,
@@ -127,13 +122,10 @@ def test_mask_posterior(gaussian_case):
     mask = np.zeros((8, 8), bool)
     mask[:, :4] = True
     case = make_gaussian_case(mask=mask)
-    sampler = DiffusionPosteriorSampler(
-        shear_model, guidance="mmps", num_steps=32, chunk_size=NUM, progress_bar=False,
-        **EXACT_SETTINGS,
-    )  # fmt: skip
+    sampler = DiffusionPosteriorSampler(shear_model, guidance="mmps", num_steps=32)
+    sampler = IIDSampler(sampler, NUM, chunk_size=NUM, progress_bar=False)
     sampler.run(
         jax.random.PRNGKey(3),
-        NUM,
         prior=case["prior"],
         shear_obs=case["shear"],
         noise_std=NOISE,
@@ -173,6 +165,8 @@ def test_inference_data(mmps_run, gaussian_case):
     assert post["kappa"].dims == ("chain", "draw", "zbin", "y", "x")
     assert idata.observed_data["shear"].dims == ("zbin", "component", "y", "x")
     assert "lp" not in idata.sample_stats and "data_log_likelihood" in idata.sample_stats
+    assert idata.log_likelihood["shear"].shape == (4, NUM // 4, 1, 2, 8, 8)
+    assert post.attrs["num_draws"] == NUM and post.attrs["num_chains"] == 4
     for key in ("preset", "method", "guidance", "num_steps", "wall_time_s"):
         assert key in post.attrs
     summary = az.summary(idata, var_names=["theta"])
@@ -203,20 +197,20 @@ def test_no_retracing_between_runs(gaussian_case, method):
         map_shape=p.map_shape,
     )
     if method == "diffusion":
-        sampler = DiffusionPosteriorSampler(
-            shear_model, num_steps=4, chunk_size=8, progress_bar=False
-        )
+        sampler = DiffusionPosteriorSampler(shear_model, num_steps=4)
     else:
-        sampler = AnnealedLangevinSampler(
-            shear_model, num_levels=3, num_steps_per_level=2, chunk_size=8, progress_bar=False
-        )
+        sampler = AnnealedLangevinSampler(shear_model, num_levels=3, num_steps_per_level=2)
     kwargs = dict(prior=prior, shear_obs=gaussian_case["shear"], noise_std=NOISE)
-    sampler.run(jax.random.PRNGKey(0), 20, **kwargs)  # 3 chunks of 7
+    IIDSampler(sampler, 20, chunk_size=8, progress_bar=False).run(
+        jax.random.PRNGKey(0), **kwargs
+    )  # 3 chunks of 7
     after_first = counter.traces
     shear2 = gaussian_case["shear"] * 0.5  # new data, same shapes: no new trace
-    sampler.run(jax.random.PRNGKey(1), 21, **{**kwargs, "shear_obs": shear2})  # 3 x 7 again
+    # a new run of the same sampler: 3 x 7 again, compiled once per sampler and chunk shape
+    runner = IIDSampler(sampler, 21, chunk_size=8, progress_bar=False)
+    runner.run(jax.random.PRNGKey(1), **{**kwargs, "shear_obs": shear2})
     assert after_first > 0 and counter.traces == after_first
-    assert sampler.get_samples()["theta"].shape == (21, 2)
+    assert runner.get_samples()["theta"].shape == (21, 2)
 
 
 def test_chunk_sizes_split_a_run_into_equal_chunks():
@@ -241,13 +235,13 @@ def test_theta_refresh_keeps_kappa_and_redraws_theta(mmps_run, gaussian_case):
     approximate (tests/diffusion/test_samplers.py): on this oracle it shrinks theta towards the
     prior, measured bias 0.20 / 0.55 posterior sd and spread 1.27 / 1.23x (1024 draws, seed 0;
     docs/sampling.md), so the bounds below are the measured level, not exactness."""
-    sampler = _mmps_run(gaussian_case, theta_refresh_steps=16)
-    assert sampler.settings()["denoiser_calls_per_draw"] == 63 + 31
+    sampler = _mmps_run(gaussian_case, refinements=(ThetaRefresh(16),))
+    assert sampler.kernel.settings()["denoiser_calls_per_draw"] == 63 + 31
     x, x_ref = sampler.get_samples()["theta_kappa"], mmps_run.get_samples()["theta_kappa"]
     np.testing.assert_array_equal(x[:, 2:], x_ref[:, 2:])
     assert not np.allclose(x[:, :2], x_ref[:, :2])
     r = _compare(x, gaussian_case["exact"])
     assert np.all(r["theta_bias"] < 0.7), r
     assert np.all((r["theta_std_ratio"] > 1.0) & (r["theta_std_ratio"] < 1.4)), r
-    with pytest.raises(ValueError, match="theta_refresh_steps"):
-        DiffusionPosteriorSampler(shear_model, theta_refresh_steps=-1)
+    with pytest.raises(ValueError, match="ThetaRefresh steps"):
+        ThetaRefresh(steps=0)

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from numpyro_diffprior import cli, oracles
+from numpyro_diffprior import cli
+from numpyro_diffprior import testing as oracles
 from numpyro_diffprior.diffusion.normalization import Normalizer
 from numpyro_diffprior.observations import save_observation
 from numpyro_diffprior.presets import get_preset

@@ -6,7 +6,8 @@ import numpy as np
 from numpyro.infer import Predictive
 
 from numpyro_diffprior import simulator
-from numpyro_diffprior.cosmology.emulator import emulate_cl, emulate_shift, load_emulator
+from numpyro_diffprior.cosmology.emulator import emulate_cl, load_emulator
+from numpyro_diffprior.cosmology.shifts import preset_shift
 from numpyro_diffprior.diagnostics.power import binned_theory, ell_bin_edges, power_spectrum
 from numpyro_diffprior.presets import get_preset
 from numpyro_diffprior.simulator.lognormal import (
@@ -25,7 +26,7 @@ def test_default_preset_fiducial_maps_match_jax_cosmo_emulator_power():
     preset = get_preset("lsst-y10-coarse")
     emulator = load_emulator(preset)
     cl = emulate_cl(emulator, FIDUCIAL_THETA)
-    shift = emulate_shift(emulator, FIDUCIAL_THETA)
+    shift = preset_shift(preset, FIDUCIAL_THETA)
     num = 64
     z = jax.random.normal(jax.random.key(0), (num,) + preset.map_shape)
     kappa = jax.jit(jax.vmap(lambda zz: simulate_kappa(FIDUCIAL_THETA, zz, emulator, preset)))(z)
