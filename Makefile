@@ -1,4 +1,5 @@
-# Quick start:  make demo   (main job)   |   make test   (full test suite)
+# Quick start:  make demo   (main job)   |   make test   (fast test tier, a few minutes)
+# make test-all: every test (slow tiers included), lint and the strict docs build (CI runs it)
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -8,7 +9,7 @@ TEST_WORKERS ?= 2
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0.2
 
-.PHONY: venv demo test test-fast lint benchmark emulator pretrained clean docs docs-strict
+.PHONY: venv demo test test-all test-fast lint benchmark emulator pretrained clean docs docs-strict
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +24,14 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check numpyro_diffprior tests examples benchmarks
-	$(BIN)/pytest -q -ra --durations=15 -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -q -ra --durations=10 -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
+test-all: venv
+	$(BIN)/ruff check numpyro_diffprior tests examples benchmarks
+	$(BIN)/pytest -q -ra --durations=15 -n $(TEST_WORKERS) --dist loadfile
+	$(MAKE) docs-strict
+
+# kept for old habits: the same as `make test` without the lint
 test-fast: venv
 	$(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 

@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0"
 
-from numpyro_diffprior.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset  # noqa: E402
-from numpyro_diffprior.survey import Survey  # noqa: E402
+# Every name is imported on first use: `import numpyro_diffprior` (and the CLI's parser) stays
+# free of jax, so `numpyro-diffprior --help` and argument errors come back at once.
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -18,6 +18,11 @@ __all__ = [
 ]
 
 _LAZY = {
+    "DEFAULT_PRESET": ("numpyro_diffprior.presets", "DEFAULT_PRESET"),
+    "PRESETS": ("numpyro_diffprior.presets", "PRESETS"),
+    "Preset": ("numpyro_diffprior.presets", "Preset"),
+    "get_preset": ("numpyro_diffprior.presets", "get_preset"),
+    "Survey": ("numpyro_diffprior.survey", "Survey"),
     "DiffusionPrior": ("numpyro_diffprior.prior", "DiffusionPrior"),
     "lensing_model": ("numpyro_diffprior.simulator.model", "lensing_model"),
     "simulate": ("numpyro_diffprior.simulator", "simulate"),

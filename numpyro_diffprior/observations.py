@@ -2,93 +2,152 @@
 
 Keys: `shear` (C, 2, N, N), `preset` (name), optional `mask` (bool, broadcastable to the shear),
 `noise_std` (C,), `theta_true` (P,), `kappa_true` (C, N, N). Every sampler command reads this
-format; `simulate_observation` draws one from `simulator.model.lensing_model`.
+format; `simulate_observation` draws one from `simulator.model.lensing_model`
+(`numpyro-diffprior observe` writes one).
+
+`check_observation` is the one validator of an observation's arrays (dtype, shape, NaN/inf, an
+all-False mask, noise_std not positive): `save_observation`, `load_observation` and the samplers
+call it, so a bad input fails with a message naming the argument before any sampling. This
+module imports neither jax nor the presets until it needs them (the CLI's errors come fast);
+the checks live in `numpyro_diffprior.validation`.
 """
 
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
-from numpyro_diffprior.cosmology.params import FIDUCIAL
-from numpyro_diffprior.presets import get_preset
+from numpyro_diffprior.validation import (
+    broadcast_mask,
+    check_observation,
+    check_output_path,
+    check_truth,
+    random_holes_mask,
+)
 
 __all__ = [
+    "check_observation",
+    "check_output_path",
     "save_observation",
     "load_observation",
     "draw_observation",
     "simulate_observation",
     "finish_observation",
     "broadcast_mask",
+    "random_holes_mask",
 ]
 
 _OPTIONAL = ("mask", "noise_std", "theta_true", "kappa_true")
 
 
-def broadcast_mask(mask, shear_shape):
-    """A bool mask of shape (N,N), (C,N,N) or (C,2,N,N) broadcast to (C,2,N,N); None stays None."""
-    if mask is None:
-        return None
-    mask = np.asarray(mask).astype(bool)
-    n_bins, _, ny, nx = shear_shape
-    if mask.shape == (ny, nx):
-        mask = mask[None, None]
-    elif mask.shape == (n_bins, ny, nx):
-        mask = mask[:, None]
-    elif mask.shape != tuple(shear_shape):
-        raise ValueError(
-            f"mask must have shape (N,N), (C,N,N) or (C,2,N,N) for shear {tuple(shear_shape)}, "
-            f"got {mask.shape}"
-        )
-    return np.broadcast_to(mask, shear_shape).copy()
+def get_preset(preset):
+    """`presets.get_preset`, imported on first use (the presets import jax)."""
+    from numpyro_diffprior.presets import get_preset as _get_preset
+
+    return _get_preset(preset)
 
 
 def save_observation(
     path, shear, *, preset, mask=None, noise_std=None, theta_true=None, kappa_true=None
 ) -> str:
-    """Write an observation `.npz` (module docstring); returns the path written."""
+    """Write an observation `.npz` (module docstring) atomically; returns the path written.
+
+    Every array is checked first (`check_observation`; theta_true (P,) and kappa_true (C,N,N)
+    finite floats): on a bad input nothing is written and an existing file stays as it was.
+    """
+    from numpyro_diffprior.atomic import atomic_write
+
     preset = get_preset(preset)
-    shear = np.asarray(shear, dtype=np.float32)
-    if shear.shape != preset.shear_shape:
-        raise ValueError(
-            f"shear must have shape {preset.shear_shape} for preset {preset.name!r}, "
-            f"got {shear.shape}"
-        )
+    path = check_output_path(path, what="observation file")
+    shear, full_mask, std = check_observation(shear, mask, noise_std, preset)
     arrays = {"shear": shear, "preset": np.asarray(preset.name)}
-    for key, value in zip(_OPTIONAL, (mask, noise_std, theta_true, kappa_true), strict=True):
-        if value is not None:
-            arrays[key] = np.asarray(value)
-    if theta_true is not None and arrays["theta_true"].shape != (preset.n_params,):
-        raise ValueError(
-            f"theta_true must have shape ({preset.n_params},), got {arrays['theta_true'].shape}"
-        )
-    if kappa_true is not None and arrays["kappa_true"].shape != preset.map_shape:
-        raise ValueError(
-            f"kappa_true must have shape {preset.map_shape}, got {arrays['kappa_true'].shape}"
-        )
-    if mask is not None:
-        arrays["mask"] = broadcast_mask(mask, preset.shear_shape)
-    directory = os.path.dirname(os.fspath(path))
+    if full_mask is not None:
+        arrays["mask"] = full_mask
+    if std is not None:
+        arrays["noise_std"] = std
+    theta_true = check_truth(theta_true, "theta_true", (preset.n_params,))
+    kappa_true = check_truth(kappa_true, "kappa_true", preset.map_shape)
+    if theta_true is not None:
+        arrays["theta_true"] = theta_true
+    if kappa_true is not None:
+        arrays["kappa_true"] = kappa_true
+    directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
-    return os.fspath(path)
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    return atomic_write(path, write)
+
+
+_HINT = "write observations with observations.save_observation or `numpyro-diffprior observe`"
 
 
 def load_observation(path) -> dict:
-    """Read an observation `.npz` into a dict with keys `shear`, `preset` and the optional ones."""
+    """Read and check an observation `.npz` into a dict with keys `shear`, `preset` and the
+    optional ones (None when absent).
+
+    A missing file raises FileNotFoundError; a file that is not a readable observation (a
+    truncated or corrupted archive, a text file, a missing key, an unknown preset, a bad array)
+    raises ValueError naming the file and what is wrong (`check_observation`).
+    """
+    path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"observation file not found: {path}")
-    with np.load(path, allow_pickle=False) as data:
-        if "shear" not in data or "preset" not in data:
-            raise ValueError(f"{path} is not an observation file: needs 'shear' and 'preset'")
-        out = {"shear": np.asarray(data["shear"]), "preset": str(data["preset"])}
-        for key in _OPTIONAL:
-            out[key] = np.asarray(data[key]) if key in data else None
-    if out["mask"] is not None:
-        out["mask"] = out["mask"].astype(bool)
+    if os.path.isdir(path):
+        raise ValueError(f"observation file {path!r} is a directory, not an .npz file")
+    if not zipfile.is_zipfile(path):
+        size = os.path.getsize(path)
+        raise ValueError(
+            f"observation file {path!r} is not an .npz archive ({size} bytes, no zip structure: "
+            f"truncated, corrupted or another format); {_HINT}"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ("shear", "preset") if k not in data]
+            if missing:
+                raise ValueError(
+                    f"observation file {path!r} lacks the key(s) {missing} (has "
+                    f"{sorted(data.files)}); an observation needs 'shear' and 'preset'; {_HINT}"
+                )
+            raw = {k: np.asarray(data[k]) for k in ("shear", "preset", *_OPTIONAL) if k in data}
+    except ValueError as err:
+        if str(err).startswith("observation file"):
+            raise
+        raise ValueError(f"observation file {path!r} cannot be read: {err}; {_HINT}") from err
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as err:
+        raise ValueError(
+            f"observation file {path!r} is corrupted or truncated ({type(err).__name__}: {err}); "
+            f"{_HINT}"
+        ) from err
+    name = raw["preset"]
+    if name.shape != () or name.dtype.kind not in "US":
+        raise ValueError(
+            f"observation file {path!r}: 'preset' must be a preset name (a string), got an "
+            f"array of dtype {name.dtype} and shape {name.shape}"
+        )
+    name = str(name)
+    try:
+        preset = get_preset(name)
+    except ValueError as err:
+        raise ValueError(f"observation file {path!r} (its 'preset' key): {err}") from None
+    out = {"shear": raw["shear"], "preset": preset.name}
+    out.update({k: raw.get(k) for k in _OPTIONAL})
+    try:
+        shear, mask, std = check_observation(
+            out["shear"], out["mask"], out["noise_std"], preset, name="shear"
+        )
+        theta_true = check_truth(out["theta_true"], "theta_true", (preset.n_params,))
+        kappa_true = check_truth(out["kappa_true"], "kappa_true", preset.map_shape)
+    except ValueError as err:
+        raise ValueError(f"observation file {path!r}: {err}") from None
+    out.update(shear=raw["shear"], mask=mask, noise_std=std)
+    out.update(theta_true=theta_true, kappa_true=kappa_true)
     return out
 
 
@@ -124,6 +183,8 @@ def simulate_observation(
     Masked shear pixels are set to 0. For many draws, jit `draw_observation` once instead.
     """
     import jax
+
+    from numpyro_diffprior.cosmology.params import FIDUCIAL
 
     preset = get_preset(preset)
     if isinstance(theta, str):

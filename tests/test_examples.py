@@ -9,6 +9,8 @@ import pytest
 
 from numpyro_diffprior.cli import main as cli_main
 
+pytestmark = [pytest.mark.e2e]  # runs the example scripts
+
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
 

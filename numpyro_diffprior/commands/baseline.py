@@ -46,13 +46,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    from numpyro_diffprior.observations import check_output_path, load_observation
+
+    # Every input is checked before jax and NumPyro are imported.
+    for flag in ("warmup", "samples", "chains"):
+        value = getattr(args, flag)
+        if value < (0 if flag == "warmup" else 1):
+            bound = ">= 0" if flag == "warmup" else ">= 1"
+            raise ValueError(f"--{flag} must be an integer {bound}, got {value}")
+    if not 0 < args.target_accept < 1:
+        raise ValueError(f"--target-accept must be in (0, 1), got {args.target_accept}")
+    if args.max_tree_depth < 1:
+        raise ValueError(f"--max-tree-depth must be >= 1, got {args.max_tree_depth}")
+    check_output_path(args.out, what="--out")
+    obs = load_observation(args.obs)
+
     import jax
 
     from numpyro_diffprior.infer.inference_data import save_inference_data
     from numpyro_diffprior.infer.nuts import nuts_baseline
-    from numpyro_diffprior.observations import load_observation
 
-    obs = load_observation(args.obs)
     preset = args.preset or obs["preset"]
     if args.preset and args.preset != obs["preset"]:
         raise ValueError(

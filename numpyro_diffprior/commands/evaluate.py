@@ -17,10 +17,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "PDFs of two or more posteriors; writes report.md, summary.json and PNG figures."
         ),
     )
-    parser.add_argument("--idata", nargs="+", required=True, help="InferenceData .nc files")
+    parser.add_argument(
+        "--idata", nargs="+", required=True, help="two or more InferenceData .nc files"
+    )
     parser.add_argument("--names", nargs="+", default=None, help="method names (default: attrs)")
     parser.add_argument("--obs", default=None, help="observation .npz with the truth (optional)")
-    parser.add_argument("--reference", default=None, help="reference method (default: nuts)")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="the method the others are measured against (default: nuts if present, else the "
+        "first file's); printed at the start",
+    )
     parser.add_argument("--preset", default=None, help="preset (default: from the files)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.set_defaults(func=run)
@@ -28,18 +35,41 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    from numpyro_diffprior.observations import check_output_path, load_observation
+
+    # Every input is checked before arviz and matplotlib are imported.
+    if len(args.idata) < 2:
+        raise ValueError(
+            f"--idata needs two or more InferenceData files to compare, got {len(args.idata)} "
+            f"({args.idata[0]}); add the reference posterior (e.g. NUTS from `baseline`)"
+        )
+    if args.names is not None and len(args.names) != len(args.idata):
+        raise ValueError(f"--names has {len(args.names)} entries for {len(args.idata)} files")
+    for path in args.idata:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"InferenceData file not found: {path}")
+        if os.path.isdir(path):
+            raise ValueError(f"--idata {path!r} is a directory, not an InferenceData .nc file")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} is a file; evaluate writes a directory")
+    check_output_path(os.path.join(args.out, "report.md"), what="--out")
+    truth = None
+    if args.obs is not None:
+        obs = load_observation(args.obs)
+        truth = {k: obs[f"{k}_true"] for k in ("theta", "kappa") if obs[f"{k}_true"] is not None}
+
     import arviz as az
 
     from numpyro_diffprior.diagnostics.report import write_report
-    from numpyro_diffprior.observations import load_observation
 
-    if args.names is not None and len(args.names) != len(args.idata):
-        raise ValueError(f"--names has {len(args.names)} entries for {len(args.idata)} files")
-    idatas = {}
+    idatas, sources = {}, {}
     for i, path in enumerate(args.idata):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"InferenceData file not found: {path}")
-        idata = az.from_netcdf(path)
+        try:
+            idata = az.from_netcdf(path)
+        except (OSError, ValueError) as err:
+            raise ValueError(
+                f"--idata {path!r} is not a readable InferenceData file: {err}"
+            ) from None
         if args.names is not None:
             name = args.names[i]
         else:
@@ -48,13 +78,16 @@ def run(args) -> int:
             )
         if name in idatas:
             name = f"{name}_{i}"
-        idatas[name] = idata
-    truth = None
-    if args.obs is not None:
-        obs = load_observation(args.obs)
-        truth = {k: obs[f"{k}_true"] for k in ("theta", "kappa") if obs[f"{k}_true"] is not None}
+        idatas[name], sources[name] = idata, path
+    reference = args.reference
+    if reference is None:
+        reference = "nuts" if "nuts" in idatas else next(iter(idatas))
+    if reference not in idatas:
+        raise ValueError(f"--reference {reference!r} is not one of the methods {list(idatas)}")
+    print(f"reference: {reference} ({sources[reference]}); compared: "
+          + ", ".join(f"{n} ({sources[n]})" for n in idatas if n != reference))  # fmt: skip
     path = write_report(
-        args.out, idatas, truth=truth or None, preset=args.preset, reference=args.reference
+        args.out, idatas, truth=truth or None, preset=args.preset, reference=reference
     )
     print(f"wrote {path}")
     return 0

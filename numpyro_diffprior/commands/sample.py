@@ -7,23 +7,35 @@ import argparse
 import os
 import sys
 
-from numpyro_diffprior.infer.algorithms import (
-    DPS,
-    LANGEVIN_DEFAULTS,
-    MMPS,
-    RUN_DEFAULTS,
-    SHIPPED_NETWORK_GUIDANCE,
-    SHIPPED_NETWORK_SETTINGS,
-    Annealed,
-    ThetaRefresh,
-)
+__all__ = ["add_parser", "run", "load_prior", "sampler_from_args", "resolve_model"]
 
-__all__ = ["add_parser", "run", "load_prior", "sampler_from_args"]
 
-_S, _L, _G = SHIPPED_NETWORK_SETTINGS, LANGEVIN_DEFAULTS, SHIPPED_NETWORK_GUIDANCE
+def _algorithms():
+    """`infer.algorithms` (plain dataclasses and default settings). When `numpyro_diffprior.infer`
+    is not imported yet, a private copy is loaded from its file, so that building the parser (the
+    help strings quote its defaults) does not import the infer package and jax with it."""
+    if "numpyro_diffprior.infer" in sys.modules:
+        from numpyro_diffprior.infer import algorithms
+
+        return algorithms
+    import importlib.util
+
+    name = "numpyro_diffprior.commands._algorithm_defaults"
+    if name not in sys.modules:
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        spec = importlib.util.spec_from_file_location(
+            name, os.path.join(here, "infer", "algorithms.py")
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    alg = _algorithms()
+    _S, _L, _G = alg.SHIPPED_NETWORK_SETTINGS, alg.LANGEVIN_DEFAULTS, alg.SHIPPED_NETWORK_GUIDANCE
+    MMPS, RUN_DEFAULTS = alg.MMPS, alg.RUN_DEFAULTS
     parser = subparsers.add_parser(
         "sample",
         help="posterior sampling with a diffusion prior",
@@ -121,9 +133,36 @@ def load_prior(model):
     return _load_prior(model)
 
 
+def resolve_model(model):
+    """`--model` checked before anything heavy: a preset name passes through; a directory must
+    hold a checkpoint (`config.json`). A `train --out` folder (checkpoint in `checkpoint/`) gets a
+    ValueError that names the right path."""
+    if model is None or not (os.sep in model or "/" in model or os.path.exists(model)):
+        return model  # a preset name: checked by load_prior
+    if not os.path.exists(model):
+        raise FileNotFoundError(f"--model {model!r}: no such checkpoint directory")
+    if not os.path.isdir(model):
+        raise ValueError(f"--model {model!r} is a file; give a checkpoint directory or a preset")
+    if not os.path.exists(os.path.join(model, "config.json")):
+        inner = os.path.join(model, "checkpoint")
+        if os.path.exists(os.path.join(inner, "config.json")):
+            raise ValueError(
+                f"--model {model!r} is a training folder (`train --out`), not a checkpoint: "
+                f"use --model {inner}"
+            )
+        raise ValueError(
+            f"--model {model!r} is not a checkpoint directory (no config.json in it); give the "
+            "directory written by `train` (OUT/checkpoint) or `export`, or a preset name"
+        )
+    return model
+
+
 def _guidance(args, name):
     """The guidance object of the flags: the shipped-network version for diffusion, the
     library defaults for langevin, with the flags that apply to it; ValueError otherwise."""
+    from numpyro_diffprior.infer.algorithms import DPS, MMPS, SHIPPED_NETWORK_GUIDANCE, Annealed
+
+    _G = SHIPPED_NETWORK_GUIDANCE
     base = _G[name] if args.method == "diffusion" else {"mmps": MMPS(), "annealed": Annealed(),
                                                          "dps": DPS()}[name]  # fmt: skip
     flags = {"mmps_covariance": "covariance", "cg_maxiter": "cg_maxiter", "guidance_clip": "clip"}
@@ -142,7 +181,10 @@ def _guidance(args, name):
 def sampler_from_args(args):
     """(sampler, run options) of the `sample` flags."""
     from numpyro_diffprior.infer import AnnealedLangevinSampler, DiffusionPosteriorSampler
+    from numpyro_diffprior.infer import algorithms as alg
     from numpyro_diffprior.infer.models import shear_model
+
+    _S, _L, ThetaRefresh = alg.SHIPPED_NETWORK_SETTINGS, alg.LANGEVIN_DEFAULTS, alg.ThetaRefresh
 
     diffusion_only = ("sampler", "corrector_steps", "theta_refresh_steps")
     if args.method == "langevin":
@@ -180,14 +222,21 @@ def sampler_from_args(args):
 
 
 def run(args) -> int:
+    from numpyro_diffprior.observations import check_output_path, load_observation
+
+    # Every input is checked before jax and the samplers are imported.
+    if args.num < 1:
+        raise ValueError(f"--num must be a positive number of draws, got {args.num}")
+    check_output_path(args.out, what="--out")
+    model = resolve_model(args.model)
+    obs = load_observation(args.obs)
+
     import jax
 
     from numpyro_diffprior.infer.inference_data import save_inference_data
     from numpyro_diffprior.infer.runner import IIDSampler
-    from numpyro_diffprior.observations import load_observation
 
-    obs = load_observation(args.obs)
-    prior = load_prior(args.model or obs["preset"])
+    prior = load_prior(model or obs["preset"])
     if prior.preset is not None and prior.preset != obs["preset"]:
         raise ValueError(
             f"the prior is for preset {prior.preset!r} but the observation for {obs['preset']!r}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["add_parser", "run"]
+import os
+
+__all__ = ["add_parser", "run", "check_out", "is_hdf5"]
 
 
 def add_parser(subparsers):
@@ -23,7 +25,42 @@ def add_parser(subparsers):
     return parser
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(path) -> bool:
+    """True if `path` starts with an HDF5 superblock (at byte 0, 512, 1024, 2048, ...)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        offset = 0
+        while offset + len(HDF5_SIGNATURE) <= size:
+            fh.seek(offset)
+            if fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                return True
+            offset = 512 if offset == 0 else 2 * offset
+    return False
+
+
+def check_out(path) -> None:
+    """`--out` may be a new file or an HDF5 dataset to resume or extend; anything else (a
+    directory, another kind of file) is refused before it is opened, and left untouched."""
+    from numpyro_diffprior.observations import check_output_path
+
+    check_output_path(path, what="--out")
+    if os.path.exists(path) and not is_hdf5(path):
+        raise ValueError(
+            f"--out {path!r} exists and is not an HDF5 file ({os.path.getsize(path)} bytes); "
+            "simulate writes HDF5 datasets and resumes only its own: give a new path"
+        )
+
+
 def run(args) -> int:
+    if args.num < 1:
+        raise ValueError(f"--num must be a positive number of maps, got {args.num}")
+    if args.chunk_size < 1:
+        raise ValueError(f"--chunk-size must be a positive integer, got {args.chunk_size}")
+    check_out(args.out)
+
     from numpyro_diffprior.simulator.dataset import read_dataset_info, write_dataset
 
     path = write_dataset(

@@ -8,19 +8,45 @@ Data come from the on-the-fly simulator, or from a dataset file (`--data FILE`, 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import math
+import os
+import types
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "check_args", "HELDOUT_MIN_STEPS", "HELDOUT_DEFAULT"]
+
+# The held-out loss table (`--heldout`) is computed by default only for runs of at least
+# HELDOUT_MIN_STEPS updates (a smoke run of a few steps would spend minutes on it).
+HELDOUT_MIN_STEPS = 1000
+HELDOUT_DEFAULT = 256
+
+
+def _dataclass_defaults(module: str, cls: str) -> types.SimpleNamespace:
+    """The literal field defaults of dataclass `cls` in `numpyro_diffprior.<module>`, read from
+    its source (importing it would import jax and haiku: `--help` stays fast)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(here, f"{module}.py")) as fh:
+        tree = ast.parse(fh.read())
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+    out = {}
+    for stmt in node.body:
+        if isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            out[stmt.target.id] = ast.literal_eval(stmt.value)
+    return types.SimpleNamespace(**out)
 
 
 def add_parser(subparsers):
-    from numpyro_diffprior.nets import NetworkConfig
-    from numpyro_diffprior.presets import DEFAULT_PRESET
-    from numpyro_diffprior.training import TrainingConfig
-
-    net, tr = NetworkConfig(), TrainingConfig()
-    p = subparsers.add_parser("train", help="train the joint diffusion prior (EDM)")
-    p.add_argument("--preset", default=DEFAULT_PRESET)
+    net = _dataclass_defaults("nets", "NetworkConfig")
+    tr = _dataclass_defaults("training", "TrainingConfig")
+    p = subparsers.add_parser(
+        "train",
+        help="train the joint diffusion prior (EDM)",
+        description="Train the joint (theta, kappa) diffusion prior and write OUT/checkpoint "
+        "(pass it as `sample --model OUT/checkpoint`). Example (a smoke run of about a minute "
+        "on 2 CPU cores): numpyro-diffprior train --preset tiny --steps 20 --out runs/tiny",
+    )
+    p.add_argument("--preset", default="lsst-y10-coarse", help="preset name")
     p.add_argument("--data", default=None, help="dataset file (default: simulate on the fly)")
     p.add_argument(
         "--pool",
@@ -46,7 +72,14 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--heldout", type=int, default=256, help="held-out maps for the final table")
+    p.add_argument(
+        "--heldout",
+        type=int,
+        default=None,
+        help="held-out maps for the final loss table (OUT/heldout_loss.md), which costs about "
+        "as much as a few hundred training steps; 0 skips it. Default: "
+        f"{HELDOUT_DEFAULT} for --steps >= {HELDOUT_MIN_STEPS}, else 0",
+    )
     p.add_argument("--resume", action="store_true")
     p.add_argument(
         "--init-from",
@@ -59,14 +92,66 @@ def add_parser(subparsers):
     return p
 
 
+def _positive(args, names, *, integer=True, zero=False):
+    for name in names:
+        value = getattr(args, name)
+        ok = value >= 0 if zero else value > 0
+        if not (ok and math.isfinite(value)):
+            kind = "integer" if integer else "number"
+            bound = ">= 0" if zero else "> 0"
+            option = "--" + name.replace("_", "-")
+            raise ValueError(f"{option} must be a finite {kind} {bound}, got {value}")
+
+
+def check_args(args):
+    """Check the `train` flags before anything is imported or simulated; returns the channel
+    multipliers. Raises ValueError / FileNotFoundError naming the flag and the value."""
+    if args.steps < 2:
+        raise ValueError(f"--steps must be >= 2, got {args.steps}")
+    _positive(args, ["batch_size", "width", "num_blocks", "emb_dim", "checkpoint_every"])
+    _positive(args, ["log_every"])
+    _positive(args, ["warmup", "pool"], zero=True)
+    _positive(args, ["lr", "ema_halflife"], integer=False)
+    _positive(args, ["P_std"], integer=False)
+    if not math.isfinite(args.P_mean) or not math.isfinite(args.theta_weight):
+        raise ValueError("--P-mean and --theta-weight must be finite")
+    if args.heldout is not None and args.heldout < 0:
+        raise ValueError(f"--heldout must be >= 0 (0 skips the table), got {args.heldout}")
+    try:
+        mult = tuple(int(m) for m in str(args.channel_mult).split(","))
+    except ValueError:
+        mult = ()
+    if not mult or min(mult) < 1:
+        raise ValueError(
+            f"--channel-mult must be comma-separated positive integers (e.g. 1,2,2), "
+            f"got {args.channel_mult!r}"
+        )
+    if args.data and args.pool:
+        raise ValueError("--data and --pool are exclusive")
+    if args.data is not None:
+        if not os.path.exists(args.data):
+            raise FileNotFoundError(f"--data {args.data!r}: no such dataset file")
+        if not os.path.isfile(args.data):
+            raise ValueError(f"--data {args.data!r} is not a file (an HDF5 dataset from simulate)")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} is a file; train writes a directory")
+    if args.init_from not in (None, "pretrained"):
+        if not os.path.isdir(args.init_from):
+            raise FileNotFoundError(
+                f"--init-from {args.init_from!r}: no such checkpoint directory (or 'pretrained')"
+            )
+    return mult
+
+
 def run(args) -> int:
+    mult = check_args(args)
+    if args.heldout is None:
+        args.heldout = HELDOUT_DEFAULT if args.steps >= HELDOUT_MIN_STEPS else 0
+
     from numpyro_diffprior.nets import NetworkConfig
     from numpyro_diffprior.training import TrainingConfig
     from numpyro_diffprior.training_loop import dataset_source, train
 
-    if args.steps < 2:
-        raise ValueError(f"--steps must be >= 2, got {args.steps}")
-    mult = tuple(int(m) for m in str(args.channel_mult).split(","))
     network_config = NetworkConfig(
         channels=args.width, channel_mult=mult, num_blocks=args.num_blocks, emb_dim=args.emb_dim
     )
@@ -81,8 +166,6 @@ def run(args) -> int:
         P_std=args.P_std,
     )
     sample_batch = heldout_source = None
-    if args.data and args.pool:
-        raise ValueError("--data and --pool are exclusive")
     if args.pool:
         import jax
 

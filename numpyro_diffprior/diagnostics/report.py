@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -13,6 +12,7 @@ from numpyro_diffprior.diagnostics.compare import (
     posterior_draws,
     quality_checks,
 )
+from numpyro_diffprior.strict_json import dump_json
 
 __all__ = ["markdown_table", "write_report", "write_calibration_report"]
 
@@ -183,7 +183,7 @@ def write_report(out_dir, idatas: dict, truth: dict | None = None, preset=None, 
         "convergence": tab["convergence"],
     }
     with open(os.path.join(out_dir, "summary.json"), "w") as fh:
-        json.dump(summary, fh, indent=2, default=float)
+        dump_json(summary, fh, indent=2)  # strict JSON: NaN -> null
     return path
 
 
@@ -247,5 +247,5 @@ def write_calibration_report(out_dir, summary: dict, *, title="Calibration", not
         for k in summary
     }
     with open(os.path.join(out_dir, "calibration.json"), "w") as fh:
-        json.dump(data, fh, indent=2)
+        dump_json(data, fh, indent=2)
     return path

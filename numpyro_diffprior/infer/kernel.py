@@ -9,48 +9,17 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from numpyro_diffprior.infer.algorithms import as_guidance
 from numpyro_diffprior.infer.model_tracing import (
-    _trace,
     inspect_model,
     make_log_likelihood,
     make_site_values,
 )
+from numpyro_diffprior.infer.runner import IIDSampler
 from numpyro_diffprior.sharding import batch_sharding, make_mesh
 
 RUN_OPTIONS = ("chunk_size", "num_chains", "progress_bar", "shard", "num_workers")
-
-
-def _split_kwargs(model_kwargs):
-    dynamic, static = {}, {}
-    for key, value in model_kwargs.items():
-        leaves = jax.tree.leaves(value)
-        if isinstance(value, float):  # a new float value must not retrace
-            dynamic[key] = jnp.asarray(value)
-        elif value is not None and leaves and all(hasattr(v, "shape") for v in leaves):
-            dynamic[key] = value
-        else:
-            try:
-                hash(value)
-            except TypeError as err:
-                raise ValueError(
-                    f"model argument {key!r} is neither an array nor hashable"
-                ) from err
-            static[key] = value
-    return dynamic, tuple(sorted(static.items()))
-
-
-def _observation_for_idata(model, info, model_kwargs):
-    """The observed `shear`-shaped site value (C, 2, N, N), if the model has one."""
-    tr = _trace(model, lambda site: site["fn"].offset(), model_kwargs)
-    n_bins, ny, nx = info.prior.map_shape
-    for name in info.observed:
-        value = np.asarray(tr[name]["value"])
-        if value.shape == (n_bins, 2, ny, nx):
-            return value
-    return None
 
 
 def warn_deprecated(old: str, new: str, stacklevel: int = 3) -> None:
@@ -72,8 +41,6 @@ class _ModelKernel:
         self.model, self.guidance = model, as_guidance(guidance)
         self._run_options = dict(run_options or {})
         if self._run_options:
-            from numpyro_diffprior.infer.runner import IIDSampler
-
             options = {k: v for k, v in self._run_options.items() if k != "num_chains"}
             IIDSampler(self, 1, **options)  # validates now, as the old constructor did
         self._jitted = {}
@@ -120,8 +87,6 @@ class _ModelKernel:
     # Deprecated run shortcut (one release): the run options were constructor arguments.
     def run(self, rng_key, num_samples: int, **model_kwargs):
         """Deprecated: use ``IIDSampler(kernel, num_samples, ...).run(rng_key, **model_kwargs)``."""
-        from numpyro_diffprior.infer.runner import IIDSampler
-
         name = type(self).__name__
         warn_deprecated(
             f"{name}.run(rng_key, num_samples, ...)",

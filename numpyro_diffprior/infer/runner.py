@@ -26,6 +26,7 @@ import time
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -35,8 +36,7 @@ from numpyro_diffprior.infer.inference_data import (
     split_into_chains,
     to_inference_data,
 )
-from numpyro_diffprior.infer.kernel import _observation_for_idata, _split_kwargs
-from numpyro_diffprior.infer.model_tracing import inspect_model, linear_gaussian
+from numpyro_diffprior.infer.model_tracing import _trace, inspect_model, linear_gaussian
 from numpyro_diffprior.runtime.processes import (
     imap_in_processes,
     keys_from_numpy,
@@ -47,6 +47,36 @@ from numpyro_diffprior.runtime.processes import (
 __all__ = ["IIDSampler", "chunk_sizes", "DIVERGENCE_THRESHOLD"]
 
 _R = RUN_DEFAULTS
+
+
+def _split_kwargs(model_kwargs):
+    dynamic, static = {}, {}
+    for key, value in model_kwargs.items():
+        leaves = jax.tree.leaves(value)
+        if isinstance(value, float):  # a new float value must not retrace
+            dynamic[key] = jnp.asarray(value)
+        elif value is not None and leaves and all(hasattr(v, "shape") for v in leaves):
+            dynamic[key] = value
+        else:
+            try:
+                hash(value)
+            except TypeError as err:
+                raise ValueError(
+                    f"model argument {key!r} is neither an array nor hashable"
+                ) from err
+            static[key] = value
+    return dynamic, tuple(sorted(static.items()))
+
+
+def _observation_for_idata(model, info, model_kwargs):
+    """The observed `shear`-shaped site value (C, 2, N, N), if the model has one."""
+    tr = _trace(model, lambda site: site["fn"].offset(), model_kwargs)
+    n_bins, ny, nx = info.prior.map_shape
+    for name in info.observed:
+        value = np.asarray(tr[name]["value"])
+        if value.shape == (n_bins, 2, ny, nx):
+            return value
+    return None
 
 
 def chunk_sizes(num_samples: int, chunk_size: int, multiple_of: int = 1) -> tuple[int, int]:

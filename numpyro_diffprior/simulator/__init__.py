@@ -99,6 +99,8 @@ def simulate(rng_key, preset=None, num: int = 1, *, emulator=None, batch_size: i
         raise ValueError(f"num must be a non-negative integer, got {num!r}")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(start, (int, np.integer)) or start < 0:
+        raise ValueError(f"start must be a non-negative integer, got {start!r}")
     if emulator is None:
         from numpyro_diffprior.cosmology.emulator import load_emulator
 

@@ -110,6 +110,13 @@ def write_dataset(
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(f"dataset path {str(path)!r} is a directory; give an HDF5 file name")
+    if path.exists() and not h5py.is_hdf5(path):
+        raise ValueError(
+            f"dataset path {str(path)!r} exists and is not an HDF5 file; refusing to open it "
+            "(give a new path, or the HDF5 file of an interrupted run to resume it)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     if emulator is None:
         from numpyro_diffprior.cosmology.emulator import load_emulator

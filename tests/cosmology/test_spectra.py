@@ -8,6 +8,8 @@ from numpyro_diffprior.cosmology.params import FIDUCIAL, PARAMETER_NAMES
 from numpyro_diffprior.presets import get_preset
 from numpyro_diffprior.survey import tomographic_nz
 
+pytestmark = [pytest.mark.jaxcosmo]  # jax-cosmo reference spectra
+
 FID = np.array([FIDUCIAL[n] for n in PARAMETER_NAMES])
 
 

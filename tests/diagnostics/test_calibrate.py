@@ -193,6 +193,7 @@ def test_run_calibration_resumes_after_a_crash(tmp_path):
         run_calibration(jax.random.key(4), "tiny", exact, 6, progress_file=progress, **other)
 
 
+@pytest.mark.processes
 def test_run_calibration_in_worker_processes_equals_one_process(tmp_path):
     """5 observations over 2 spawned workers: the same draws, truths and saved progress as
     one process; a worker's exception and an unpicklable sampler_fn reach the caller."""

@@ -112,7 +112,7 @@ def test_write_calibration_report(tmp_path):
     assert _nontrivial_png(tmp_path / "tarp.png") and _nontrivial_png(tmp_path / "mira.png")
 
 
-def test_evaluate_command(idatas, tmp_path):
+def test_evaluate_command(idatas, tmp_path, capsys):
     from numpyro_diffprior.cli import main
     from numpyro_diffprior.observations import save_observation
 
@@ -132,4 +132,11 @@ def test_evaluate_command(idatas, tmp_path):
     assert main(argv + ["--out", str(out)]) == 0
     text = (out / "report.md").read_text()
     assert "reference: **nuts**" in text and "diffusion" in text
+    assert f"reference: nuts ({paths[0]})" in capsys.readouterr().out
+    import json
+
+    def no_constant(name):
+        raise AssertionError(f"summary.json holds {name}, which is not JSON")
+
+    json.loads((out / "summary.json").read_text(), parse_constant=no_constant)
     assert main(["evaluate", "--idata", paths[0], "--names", "a", "b", "--out", str(out)]) == 2

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+pytestmark = [pytest.mark.processes]  # starts worker processes
+
 PARENT_SCRIPT = """
 import os, sys, time
 import jax

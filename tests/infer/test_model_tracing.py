@@ -8,13 +8,13 @@ import numpyro.distributions as dist
 import pytest
 from conftest import NOISE
 
-from numpyro_diffprior.infer import DiffusionPosteriorSampler, shear_model
+from numpyro_diffprior.infer import DiffusionPosteriorSampler, IIDSampler, shear_model
 from numpyro_diffprior.infer.model_tracing import inspect_model, linear_gaussian
 
 
 def _run(model, guidance="mmps", **kwargs):
-    sampler = DiffusionPosteriorSampler(model, guidance=guidance, num_steps=2, progress_bar=False)
-    return sampler.run(jax.random.PRNGKey(0), 8, **kwargs)
+    sampler = DiffusionPosteriorSampler(model, guidance=guidance, num_steps=2)
+    return IIDSampler(sampler, 8, progress_bar=False).run(jax.random.PRNGKey(0), **kwargs)
 
 
 def test_nan_on_observed_pixels(gaussian_case):
@@ -126,6 +126,6 @@ def test_bad_sampler_settings(gaussian_case):
         DiffusionPosteriorSampler(shear_model, guidance="magic")
     with pytest.raises(ValueError, match="sampler"):
         DiffusionPosteriorSampler(shear_model, sampler="leapfrog")
-    sampler = DiffusionPosteriorSampler(shear_model, num_steps=2, progress_bar=False)
-    with pytest.raises(ValueError, match="num_chains"):
-        sampler.run(jax.random.PRNGKey(0), 2, prior=gaussian_case["prior"])
+    sampler = DiffusionPosteriorSampler(shear_model, num_steps=2)
+    with pytest.raises(ValueError, match="num_samples"):
+        IIDSampler(sampler, 0).run(jax.random.PRNGKey(0), prior=gaussian_case["prior"])

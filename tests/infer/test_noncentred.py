@@ -7,7 +7,12 @@ import pytest
 from conftest import NOISE
 
 from numpyro_diffprior import testing as oracles
-from numpyro_diffprior.infer import DiffusionPosteriorSampler, shear_model
+from numpyro_diffprior.infer import (
+    DiffusionPosteriorSampler,
+    IIDSampler,
+    NonCentredHMC,
+    shear_model,
+)
 from numpyro_diffprior.infer.noncentred import identity_whitening, spectral_whitening
 from numpyro_diffprior.prior import DiffusionPrior
 from numpyro_diffprior.simulator.shear import kaiser_squires
@@ -86,12 +91,14 @@ def test_noncentred_hmc_removes_mmps_shrinkage_on_the_amplitude_oracle():
     prior, oracle, shear, exact = _far_observation()
     draws = {}
     for steps in (0, 40):
-        sampler = DiffusionPosteriorSampler(
-            shear_model, chunk_size=128, progress_bar=False, noncentred_steps=steps,
-            noncentred_step_size=0.05, whitening=oracles.amplitude_whitening(oracle),
-        )  # fmt: skip
-        sampler.run(jax.random.PRNGKey(0), 128, prior=prior, shear_obs=shear, noise_std=0.03)
-        draws[steps] = np.asarray(sampler.get_samples()["theta"])[:, 0]
+        # MMPS with the shipped network's settings, whose shrinkage the refinement removes
+        refine = NonCentredHMC(steps, step_size=0.05, whitening=oracles.amplitude_whitening(oracle))
+        sampler = DiffusionPosteriorSampler.for_shipped_network(
+            shear_model, refinements=(refine,) if steps else ()
+        )
+        runner = IIDSampler(sampler, 128, chunk_size=128, progress_bar=False)
+        runner.run(jax.random.PRNGKey(0), prior=prior, shear_obs=shear, noise_std=0.03)
+        draws[steps] = np.asarray(runner.get_samples()["theta"])[:, 0]
     bias = {k: (a.mean() - exact.mean) / exact.std for k, a in draws.items()}
     ratio = {k: a.std() / exact.std for k, a in draws.items()}
     # 128 draws: the sd of the mean is 0.09 posterior sd; MMPS alone is +1.5 sd off
@@ -103,12 +110,11 @@ def test_noncentred_hmc_removes_mmps_shrinkage_on_the_amplitude_oracle():
 def test_noncentred_hmc_keeps_the_gaussian_posterior(gaussian_case):
     """Centred (identity) HMC from the exact MMPS draws stays on the exact posterior."""
     exact = gaussian_case["exact"]
-    sampler = DiffusionPosteriorSampler(
-        shear_model, chunk_size=256, progress_bar=False, noncentred_steps=10,
-        noncentred_leapfrog=8, noncentred_step_size=0.02, noncentred_sigma=0.01,
-        whitening=identity_whitening(),
-    )  # fmt: skip
-    sampler.run(jax.random.PRNGKey(4), 256, prior=gaussian_case["prior"],
+    refine = NonCentredHMC(10, leapfrog=8, step_size=0.02, sigma=0.01,
+                           whitening=identity_whitening())  # fmt: skip
+    sampler = DiffusionPosteriorSampler.for_shipped_network(shear_model, refinements=(refine,))
+    sampler = IIDSampler(sampler, 256, chunk_size=256, progress_bar=False)
+    sampler.run(jax.random.PRNGKey(4), prior=gaussian_case["prior"],
                 shear_obs=gaussian_case["shear"], noise_std=NOISE)  # fmt: skip
     theta = np.asarray(sampler.get_samples()["theta"])
     sd = np.sqrt(np.diag(exact.cov)[:2])
@@ -118,13 +124,15 @@ def test_noncentred_hmc_keeps_the_gaussian_posterior(gaussian_case):
 
 
 def test_noncentred_settings_are_validated():
-    with pytest.raises(ValueError, match="noncentred_steps"):
-        DiffusionPosteriorSampler(shear_model, noncentred_steps=-1)
-    with pytest.raises(ValueError, match="noncentred_step_size"):
-        DiffusionPosteriorSampler(shear_model, noncentred_steps=2, noncentred_sigma=0.0)
+    with pytest.raises(ValueError, match="steps and leapfrog must be >= 1"):
+        NonCentredHMC(steps=0)
+    with pytest.raises(ValueError, match="step_size and sigma"):
+        NonCentredHMC(steps=2, sigma=0.0)
     with pytest.raises(ValueError, match="whitening"):
-        DiffusionPosteriorSampler(shear_model, whitening="fourier")
-    s = DiffusionPosteriorSampler(shear_model, noncentred_steps=3, noncentred_leapfrog=4)
+        NonCentredHMC(steps=2, whitening="fourier")
+    s = DiffusionPosteriorSampler(
+        shear_model, sampler="sde", refinements=(NonCentredHMC(3, leapfrog=4),)
+    )
     assert s.settings()["denoiser_calls_per_draw"] == 64 + 12
 
 

@@ -225,25 +225,28 @@ def test_baseline_command_writes_inference_data(tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["nuts.nc"]  # no temporary left behind
 
 
+@pytest.mark.processes
 def test_chains_in_processes_equal_sequential_chains():
-    """chain_method="processes" (3 chains over 2 spawned workers, one running two chains)
-    gives exactly the draws of NumPyro's sequential chains from the same key."""
+    """num_workers=2 (3 chains over 2 spawned workers, one running two chains) gives exactly
+    the draws of NumPyro's sequential chains from the same key."""
     shear, _, _ = _observation(1)
     kwargs = dict(
         preset="tiny", shear_obs=shear, num_warmup=30, num_samples=10, num_chains=3,
         max_tree_depth=4, progress_bar=False, model=oracle_model,
     )  # fmt: skip
     seq = nuts_baseline(jax.random.key(5), chain_method="sequential", **kwargs)
-    proc = nuts_baseline(jax.random.key(5), chain_method="processes", num_workers=2, **kwargs)
+    proc = nuts_baseline(jax.random.key(5), num_workers=2, **kwargs)
     for name in ("theta", "kappa"):
         np.testing.assert_allclose(
             proc.posterior[name].values, seq.posterior[name].values, rtol=1e-5, atol=1e-6
         )
     np.testing.assert_array_equal(proc.sample_stats["n_steps"], seq.sample_stats["n_steps"])
     assert proc.posterior.attrs["chain_method"] == "processes"
+    assert proc.posterior.attrs["num_workers"] == 2
     assert proc.posterior.attrs["sampling_time_s"] > 0 and proc.posterior.attrs["warmup_time_s"] > 0
 
 
+@pytest.mark.processes
 def test_chains_in_processes_refuse_unpicklable_model_and_bad_method():
     def local_model(**kwargs):  # a closure cannot be sent to a worker process
         return oracle_model(**kwargs)
@@ -251,7 +254,7 @@ def test_chains_in_processes_refuse_unpicklable_model_and_bad_method():
     shear, _, _ = _observation(1)
     with pytest.raises(ValueError, match="must be picklable"):
         nuts_baseline(jax.random.key(0), preset="tiny", shear_obs=shear, model=local_model,
-                      chain_method="processes", num_chains=2)  # fmt: skip
+                      num_workers=2, num_chains=2)  # fmt: skip
     with pytest.raises(ValueError, match="chain_method must be one of"):
         nuts_baseline(jax.random.key(0), preset="tiny", shear_obs=shear, model=oracle_model,
                       chain_method="threads")  # fmt: skip
@@ -279,6 +282,28 @@ def test_auto_chain_method_uses_processes_on_a_multicore_cpu():
     assert resolve_chain_method("sequential", 4) == "sequential"
     with pytest.raises(ValueError, match="chain_method must be one of"):
         resolve_chain_method("threads", 2)
+
+
+def test_where_chains_run_has_the_diffusion_samplers_vocabulary():
+    import os
+
+    from numpyro_diffprior.infer.nuts import where_chains_run
+
+    cores = (os.cpu_count() or 1) if jax.default_backend() == "cpu" else 1
+    assert where_chains_run("vectorized", 1, 4) == ("vectorized", 1)
+    assert where_chains_run("sequential", None, 4) == ("sequential", 1)
+    assert where_chains_run("vectorized", 2, 4) == ("processes", 2)
+    assert where_chains_run("vectorized", 8, 3) == ("processes", 3)  # never more than chains
+    auto = min(cores, 4)
+    assert where_chains_run("vectorized", "auto", 4) == (
+        ("processes", auto) if auto > 1 else ("vectorized", 1)
+    )
+    with pytest.warns(DeprecationWarning, match="num_workers"):
+        assert where_chains_run("processes", 2, 4) == ("processes", 2)
+    with pytest.warns(DeprecationWarning, match="num_workers"):
+        assert where_chains_run("auto", None, 4) == where_chains_run("vectorized", "auto", 4)
+    with pytest.raises(ValueError, match="num_workers"):
+        where_chains_run("vectorized", 0, 4)
 
 
 def test_convergence_summary_needs_four_draws_per_chain():

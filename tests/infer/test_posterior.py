@@ -70,7 +70,9 @@ def test_cross_block_mmps_on_gaussian_oracle_far_from_the_prior_mean(seed):
         shear_model, guidance=MMPS(covariance="cross", cg_maxiter=3, clip=2.0)
     )
     sampler = IIDSampler(sampler, 512, chunk_size=512, progress_bar=False)
-    sampler.run(jax.random.PRNGKey(0), prior=case["prior"], shear_obs=case["shear"], noise_std=NOISE)
+    sampler.run(
+        jax.random.PRNGKey(0), prior=case["prior"], shear_obs=case["shear"], noise_std=NOISE
+    )
     r = _compare(sampler.get_samples()["theta_kappa"], case["exact"])
     assert np.all(r["theta_bias"] < 0.35), r
     assert np.all((r["theta_std_ratio"] > 0.95) & (r["theta_std_ratio"] < 1.17)), r

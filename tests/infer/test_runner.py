@@ -11,7 +11,7 @@ from conftest import NOISE
 from numpyro_diffprior.infer.langevin import AnnealedLangevinSampler
 from numpyro_diffprior.infer.models import shear_model
 from numpyro_diffprior.infer.posterior import DiffusionPosteriorSampler
-from numpyro_diffprior.infer.runner import DIVERGENCE_THRESHOLD, _warn_if_diverged
+from numpyro_diffprior.infer.runner import DIVERGENCE_THRESHOLD, IIDSampler, _warn_if_diverged
 
 
 def test_warns_when_draws_leave_the_prior():
@@ -25,29 +25,23 @@ def test_silent_for_draws_inside_the_prior():
         _warn_if_diverged(np.array([0.1, 2.0, DIVERGENCE_THRESHOLD - 0.1]), "langevin")
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("sampler_cls", ["diffusion", "langevin"])
 def test_workers_give_the_draws_of_one_process(gaussian_case, sampler_cls):
     # 2 worker processes compute the 2 chunks of 4 draws; one process computing the same
     # chunks (chunk_size=4, the same chunk keys) is the reference.
     kwargs = dict(prior=gaussian_case["prior"], shear_obs=gaussian_case["shear"], noise_std=NOISE)
 
-    def make(**options):
-        if sampler_cls == "diffusion":
-            return DiffusionPosteriorSampler(
-                shear_model, num_steps=4, progress_bar=False, **options
-            )
-        return AnnealedLangevinSampler(
-            shear_model,
-            sigma_max=1.0,
-            num_levels=4,
-            num_steps_per_level=2,
-            progress_bar=False,
-            **options,
+    if sampler_cls == "diffusion":
+        sampler = DiffusionPosteriorSampler(shear_model, num_steps=4)
+    else:
+        sampler = AnnealedLangevinSampler(
+            shear_model, sigma_max=1.0, num_levels=4, num_steps_per_level=2
         )
-
-    serial = make(chunk_size=4).run(jax.random.key(0), 8, **kwargs).get_samples()
+    make = lambda **options: IIDSampler(sampler, 8, progress_bar=False, **options)  # noqa: E731
+    serial = make(chunk_size=4).run(jax.random.key(0), **kwargs).get_samples()
     parallel = make(chunk_size=64, num_workers=2)
-    parallel.run(jax.random.key(0), 8, **kwargs)
+    parallel.run(jax.random.key(0), **kwargs)
     for name in ("theta", "kappa"):
         np.testing.assert_allclose(
             parallel.get_samples()[name], serial[name], rtol=1e-4, atol=1e-6 * 0.02
@@ -56,18 +50,21 @@ def test_workers_give_the_draws_of_one_process(gaussian_case, sampler_cls):
     assert idata.posterior["theta"].shape[:2] == (4, 2)
 
 
+@pytest.mark.processes
 def test_workers_need_a_picklable_model(gaussian_case):
     local_model = lambda **kw: shear_model(**kw)  # noqa: E731 - a lambda does not pickle
-    sampler = AnnealedLangevinSampler(
-        local_model, num_levels=2, num_steps_per_level=1, num_workers=2, progress_bar=False
-    )
+    sampler = AnnealedLangevinSampler(local_model, num_levels=2, num_steps_per_level=1)
+    runner = IIDSampler(sampler, 8, num_workers=2, progress_bar=False)
     kwargs = dict(prior=gaussian_case["prior"], shear_obs=gaussian_case["shear"], noise_std=NOISE)
     with pytest.raises(ValueError, match="picklable"):
-        sampler.run(jax.random.key(0), 8, **kwargs)
+        runner.run(jax.random.key(0), **kwargs)
 
 
 def test_bad_worker_settings_raise():
+    sampler = AnnealedLangevinSampler(shear_model)
     with pytest.raises(ValueError, match="num_workers"):
-        AnnealedLangevinSampler(shear_model, num_workers=0)
+        IIDSampler(sampler, 8, num_workers=0)
     with pytest.raises(ValueError, match="shard"):
-        AnnealedLangevinSampler(shear_model, num_workers=2, shard=True)
+        IIDSampler(sampler, 8, num_workers=2, shard=True)
+    with pytest.raises(ValueError, match="num_samples"):
+        IIDSampler(sampler, 0)

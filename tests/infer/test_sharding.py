@@ -8,18 +8,18 @@ import sys
 SCRIPT = """
 import jax, numpy as np
 from conftest import make_gaussian_case, NOISE
-from numpyro_diffprior.infer import DiffusionPosteriorSampler, AnnealedLangevinSampler, shear_model
+from numpyro_diffprior.infer import (AnnealedLangevinSampler, DiffusionPosteriorSampler,
+                                    IIDSampler, shear_model)
 assert jax.device_count() == 2
 case = make_gaussian_case()
 kw = dict(prior=case["prior"], shear_obs=case["shear"], noise_std=NOISE)
-for make in (
-    lambda s: DiffusionPosteriorSampler(shear_model, num_steps=4, chunk_size=8, shard=s,
-                                        progress_bar=False),
-    lambda s: AnnealedLangevinSampler(shear_model, num_levels=3, num_steps_per_level=2,
-                                      chunk_size=8, shard=s, progress_bar=False),
+for sampler in (
+    DiffusionPosteriorSampler(shear_model, num_steps=4),
+    AnnealedLangevinSampler(shear_model, num_levels=3, num_steps_per_level=2),
 ):
-    a = make(True).run(jax.random.PRNGKey(0), 16, **kw).get_samples()["theta_kappa"]
-    b = make(False).run(jax.random.PRNGKey(0), 16, **kw).get_samples()["theta_kappa"]
+    make = lambda s: IIDSampler(sampler, 16, chunk_size=8, shard=s, progress_bar=False)
+    a = make(True).run(jax.random.PRNGKey(0), **kw).get_samples()["theta_kappa"]
+    b = make(False).run(jax.random.PRNGKey(0), **kw).get_samples()["theta_kappa"]
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 print("OK")
 """

@@ -145,7 +145,10 @@ def emulate_cl(emulator, theta):
 
 
 def emulate_shift(emulator, theta):
-    """Log-normal shifts lambda_i(theta) (`shifts.lognormal_shift`), shape (C,), positive."""
+    """Empty-beam shifts lambda_i(theta) (`shifts.lognormal_shift`), shape (C,), positive.
+
+    The simulator takes its shifts from the preset's shift model (`shifts.preset_shift`);
+    these are the empty-beam option's."""
     return emulator.shift(theta)
 
 
