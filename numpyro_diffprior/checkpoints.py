@@ -175,7 +175,13 @@ def load_checkpoint(path, *, preset=None) -> Checkpoint:
     cfg_file, w_file = path / _CONFIG, path / _WEIGHTS
     for f in (cfg_file, w_file):
         if not f.is_file():
-            raise ValueError(f"not a checkpoint: {f} is missing")
+            inner = path / "checkpoint"
+            hint = (
+                f"; {path} is a `train --out` folder: the checkpoint is {inner}"
+                if (inner / _CONFIG).is_file()
+                else ""
+            )
+            raise ValueError(f"not a checkpoint: {f} is missing{hint}")
     try:
         config = json.loads(cfg_file.read_text())
         stored_preset = Preset.from_dict(config["preset"])

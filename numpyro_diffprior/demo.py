@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -201,6 +200,7 @@ def run_demo(
     from numpyro_diffprior.infer.inference_data import save_inference_data
     from numpyro_diffprior.observations import save_observation, simulate_observation
     from numpyro_diffprior.prior import DiffusionPrior
+    from numpyro_diffprior.strict_json import dump_json
 
     s = DemoSettings({**FULL, **(settings or {})})
     preset = get_preset(preset)
@@ -260,6 +260,6 @@ def run_demo(
     _log("writing the report and figures")
     report = write_report(out_dir, idatas, truth=truth, preset=preset, reference="nuts")
     with open(os.path.join(out_dir, "timings.json"), "w") as fh:
-        json.dump({**timings, "settings": dict(s)}, fh, indent=2)
+        dump_json({**timings, "settings": dict(s)}, fh, indent=2)
     _log(f"done: {report}")
     return {"report": report, "timings": timings, "idata": idatas}

@@ -216,6 +216,12 @@ class DiffusionPrior(dist.Distribution):
         value = _refuse_gradient(jnp.asarray(value))
         if value.shape[-1:] != (self.dim,):
             raise ValueError(f"value must have shape (..., {self.dim}), got {value.shape}")
+        if not isinstance(value, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(value))):
+            bad = int(jnp.sum(~jnp.isfinite(value)))
+            raise ValueError(
+                f"value must be finite, got {bad} NaN or infinite entries of {value.size}: the "
+                "log density of a non-finite point is undefined"
+            )
         batch = value.shape[:-1]
         x_n = self.to_normalized(value.reshape((-1, self.dim)))
         log_n = jax.vmap(self._log_density_normalized)(x_n)

@@ -342,3 +342,75 @@ def test_json_output_is_strict():
 def test_truncated_npz_is_not_a_zip(workdir):
     assert zipfile.is_zipfile(workdir / "good.npz")
     assert not zipfile.is_zipfile(workdir / "truncated.npz")
+
+
+# --- the samplers' run, NUTS and the prior's log density ---------------------------------------
+
+SAMPLER_CASES = [
+    # (id, overrides of the shear_model inputs, message regex)
+    ("int-shear", dict(shear_obs="int"), r"shear_obs must be a floating"),
+    ("mask-all-false", dict(mask=np.zeros((8, 8), bool)), r"mask is all False"),
+    ("noise-zero", dict(noise_std=0.0), r"noise_std"),
+    ("noise-negative-bin", dict(noise_std=np.array([-0.01])), r"noise_std\[0\]"),
+    ("noise-nan", dict(noise_std=np.nan), r"noise_std"),
+]
+
+
+def _oracle_inputs():
+    """A Gaussian-oracle prior (1 bin, 8x8) and a valid observation for it."""
+    import jax
+
+    from numpyro_diffprior import testing
+    from numpyro_diffprior.simulator.shear import kaiser_squires
+
+    prior, _, _ = testing.gaussian_oracle_prior((1, 8, 8), param_names=("Omega_c", "sigma_8"))
+    kappa = prior.unpack(prior.sample(jax.random.PRNGKey(0)))[1]
+    return prior, np.asarray(kaiser_squires(kappa), np.float32)
+
+
+@pytest.mark.parametrize(
+    "overrides, match", [c[1:] for c in SAMPLER_CASES], ids=[c[0] for c in SAMPLER_CASES]
+)
+@pytest.mark.parametrize("method", ["diffusion", "langevin"])
+def test_sampler_run_names_the_bad_input(method, overrides, match):
+    """The runner checks shear_model's inputs before tracing the model (no 'does not depend on
+    the DiffusionPrior site' for a bad mask or noise)."""
+    import jax
+
+    from numpyro_diffprior.infer import (
+        AnnealedLangevinSampler,
+        DiffusionPosteriorSampler,
+        IIDSampler,
+        shear_model,
+    )
+
+    prior, shear = _oracle_inputs()
+    kwargs = {**dict(prior=prior, shear_obs=shear, noise_std=0.01), **overrides}
+    if isinstance(kwargs["shear_obs"], str):
+        kwargs["shear_obs"] = shear.astype(np.int32)
+    cls = DiffusionPosteriorSampler if method == "diffusion" else AnnealedLangevinSampler
+    runner = IIDSampler(cls(shear_model), 2, progress_bar=False)
+    with pytest.raises(ValueError, match=match):
+        runner.run(jax.random.key(0), **kwargs)
+
+
+def test_nuts_baseline_names_the_bad_input():
+    import jax
+
+    from numpyro_diffprior.infer.nuts import nuts_baseline
+
+    for kwargs, match in [
+        (dict(shear_obs=SHEAR.astype(np.int64)), r"shear_obs must be a floating"),
+        (dict(shear_obs=SHEAR, mask=np.zeros((16, 16), bool)), r"mask is all False"),
+        (dict(shear_obs=SHEAR, noise_std=np.array([0.01, -0.01])), r"noise_std\[1\]"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            nuts_baseline(jax.random.key(0), preset=PRESET, progress_bar=False, **kwargs)
+
+
+def test_prior_log_prob_refuses_non_finite_values():
+    prior, _ = _oracle_inputs()
+    value = np.zeros(prior.dim, np.float32)
+    value[3] = np.nan
+    with pytest.raises(ValueError, match=r"value must be finite, got 1 NaN"):
+        prior.log_prob(value)

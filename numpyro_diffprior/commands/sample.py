@@ -10,6 +10,10 @@ import sys
 __all__ = ["add_parser", "run", "load_prior", "sampler_from_args", "resolve_model"]
 
 
+# exit status of a run that wrote its file but whose draws diverged
+DIVERGED_EXIT_CODE = 3
+
+
 def _algorithms():
     """`infer.algorithms` (plain dataclasses and default settings). When `numpyro_diffprior.infer`
     is not imported yet, a private copy is loaded from its file, so that building the parser (the
@@ -271,4 +275,12 @@ def run(args) -> int:
     )
     wall = idata.posterior.attrs["wall_time_s"]
     print(f"wrote {args.out}: {args.num} draws in {wall:.1f} s; {summary}")
+    if runner.num_diverged:
+        print(
+            f"numpyro-diffprior sample: {runner.num_diverged} of {args.num} draws diverged "
+            "(flagged in sample_stats['diverging'] and attrs['num_diverged'] of the file); "
+            "the result is not a posterior",
+            file=sys.stderr,
+        )
+        return DIVERGED_EXIT_CODE
     return 0

@@ -8,8 +8,9 @@ and "langevin" (`infer.langevin.AnnealedLangevinSampler`) on `infer.models.shear
 trained prior, and "nuts" (`infer.nuts.nuts_baseline` on the explicit model; recompiles per
 observation).
 With `num_workers > 1` the observations are sampled in that many spawned processes
-(`runtime.processes.imap_in_processes`); `calibration_samplers.LazySamplerFn` makes a picklable
-sampler_fn that each worker builds once. The command is `numpyro-diffprior calibrate`
+(`runtime.processes.imap_in_processes`), and with `scheduler` on a Dask cluster
+(`runtime.executors`); `calibration_samplers.LazySamplerFn` makes a picklable sampler_fn that
+each worker builds once. The command is `numpyro-diffprior calibrate`
 (`commands.calibrate`).
 """
 
@@ -23,12 +24,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from numpyro_diffprior.atomic import atomic_savez
-from numpyro_diffprior.runtime.processes import (
-    imap_in_processes,
-    keys_from_numpy,
-    keys_to_numpy,
-    resolve_num_workers,
-)
+from numpyro_diffprior.runtime.executors import check_scheduler, resolve_executor
+from numpyro_diffprior.runtime.processes import keys_from_numpy, keys_to_numpy
 
 __all__ = ["run_calibration"]
 
@@ -48,6 +45,7 @@ def run_calibration(
     progress_file=None,
     run_label: str = "",
     num_workers=1,
+    scheduler=None,
 ) -> dict:
     """Simulate `num_obs` observations, sample each posterior, score TARP and MIRA.
 
@@ -67,6 +65,11 @@ def run_calibration(
     picklable (`LazySamplerFn`). The draws equal a one-process run's up to floating-point
     reordering (they are identical for a sampler that does not use XLA's threads).
 
+    `scheduler` runs the observations' sampling on Dask instead (`runtime.executors`): "local"
+    starts a `LocalCluster` for the run (`num_workers` processes; "auto", None or 1: one per
+    core), an address ("tcp://host:8786") or a `distributed.Client` uses a running cluster.
+    Observation k gets the same key as in one process, so the results are the same.
+
     Returns {"theta_samples" (K, M, P), "kappa_samples" (K, M, C, N, N), "theta_true" (K, P),
     "kappa_true" (K, C, N, N), "summary" (calibration_summary output), "wall_time_s"}.
     """
@@ -75,6 +78,7 @@ def run_calibration(
     from numpyro_diffprior.presets import get_preset
 
     preset = get_preset(preset)
+    check_scheduler(scheduler)
     if num_obs < 2:
         raise ValueError(f"num_obs must be >= 2, got {num_obs}")
     if emulator is None and model is None:
@@ -114,28 +118,38 @@ def run_calibration(
             obs = finish_observation(preset, *draw(k_sim, emulator), mask=mask, noise_std=noise_std)
             yield k_post, obs
 
-    workers = resolve_num_workers(num_workers, num_obs - len(theta_s))
-    if workers == 1:
+    def sampled_elsewhere(executor):
+        tasks = [(*keys_to_numpy(k_post), obs) for k_post, obs in simulated()]
+        sampled = executor.imap(_SampleWithKeyData(sampler_fn), tasks)
+        yield from zip((obs for *_, obs in tasks), sampled, strict=True)
+
+    executor = resolve_executor(num_workers, scheduler, num_tasks=num_obs - len(theta_s))
+    if executor.backend == "in-process":
         results = ((obs, sampler_fn(k_post, obs)) for k_post, obs in simulated())
     else:
-        tasks = [(*keys_to_numpy(k_post), obs) for k_post, obs in simulated()]
-        sampled = imap_in_processes(_SampleWithKeyData(sampler_fn), tasks, num_workers=workers)
-        results = zip((obs for *_, obs in tasks), sampled, strict=True)
+        results = sampled_elsewhere(executor)
     bar = tqdm(total=num_obs, initial=len(theta_s), desc="calibration", disable=not progress)
-    for obs, (theta, kappa) in results:
-        theta, kappa = np.asarray(theta), np.asarray(kappa)
-        if theta.ndim != 2 or theta.shape[1] != preset.n_params:
-            raise ValueError(f"sampler_fn returned theta of shape {theta.shape}; need (M, P)")
-        if kappa.shape != (theta.shape[0],) + preset.map_shape:
-            raise ValueError(f"sampler_fn returned kappa of shape {kappa.shape}; need (M, C, N, N)")
-        theta_s.append(theta)
-        kappa_s.append(kappa)
-        theta_t.append(obs["theta_true"])
-        kappa_t.append(obs["kappa_true"])
-        if progress_file is not None:
-            fields = (theta_s, kappa_s, theta_t, kappa_t)
-            _save_progress(progress_file, run_id, fields, elapsed + time.perf_counter() - start)
-        bar.update()
+    try:
+        for obs, (theta, kappa) in results:
+            theta, kappa = np.asarray(theta), np.asarray(kappa)
+            if theta.ndim != 2 or theta.shape[1] != preset.n_params:
+                raise ValueError(f"sampler_fn returned theta of shape {theta.shape}; need (M, P)")
+            if kappa.shape != (theta.shape[0],) + preset.map_shape:
+                raise ValueError(
+                    f"sampler_fn returned kappa of shape {kappa.shape}; need (M, C, N, N)"
+                )
+            theta_s.append(theta)
+            kappa_s.append(kappa)
+            theta_t.append(obs["theta_true"])
+            kappa_t.append(obs["kappa_true"])
+            if progress_file is not None:
+                fields = (theta_s, kappa_s, theta_t, kappa_t)
+                spent = elapsed + time.perf_counter() - start
+                _save_progress(progress_file, run_id, fields, spent)
+            bar.update()
+    finally:
+        results.close()  # stops the workers of a failed run
+        executor.close()  # a cluster started for the run
     bar.close()
     out = {
         "theta_samples": np.stack(theta_s),

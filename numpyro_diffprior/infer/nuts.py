@@ -30,6 +30,7 @@ from numpyro_diffprior.runtime.model_init import (
     model_potential,
 )
 from numpyro_diffprior.runtime.processes import resolve_num_workers
+from numpyro_diffprior.validation import check_observation
 
 __all__ = [
     "nuts_baseline",
@@ -143,12 +144,8 @@ def nuts_baseline(
     preset = get_preset(preset)
     if shear_obs is None:
         raise ValueError("shear_obs is required: NUTS samples the posterior given an observation")
+    check_observation(shear_obs, mask, noise_std, preset=preset)
     shear_obs = np.asarray(shear_obs, dtype=np.float32)
-    if shear_obs.shape != preset.shear_shape:
-        raise ValueError(
-            f"shear_obs must have shape {preset.shear_shape} for preset {preset.name!r}, "
-            f"got {shear_obs.shape}"
-        )
     for name, value in (("num_warmup", num_warmup), ("num_samples", num_samples)):
         if int(value) < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
@@ -177,9 +174,18 @@ def nuts_baseline(
     if chain_method == "processes":
         from numpyro_diffprior.runtime.processes import run_chains_in_processes
 
+        # All chains' initial points are computed here, by the program "sequential" uses (one
+        # batch of num_chains), and sent to the workers. Computed in a worker, a batch of 1 or
+        # 2 chains rounds the initial gradient differently (XLA reduces in another order; 1
+        # ulp), and NUTS, whose discrete choices (U-turns, multinomial picks) amplify any
+        # difference, then gives different draws.
+        _, init_keys = _chain_keys(keys, num_chains)
+        init = initial_params(
+            init_keys, model, job["model_kwargs"], job["kernel_kwargs"]["init_strategy"]
+        )
         runs = run_chains_in_processes(
             _run_nuts, keys, num_workers=workers, progress_bar=progress_bar,
-            chain_method="sequential", **job,
+            chain_kwargs={"init": init}, chain_method="sequential", **job,
         )  # fmt: skip
     else:
         chain_keys = keys[0] if num_chains == 1 else keys
@@ -229,17 +235,19 @@ def _chain_keys(chain_keys, num_chains):
 
 def _run_nuts(
     chain_keys, num_chains, progress_bar, *, model, kernel_kwargs, num_warmup, num_samples,
-    chain_method, model_kwargs,
+    chain_method, model_kwargs, init=None,
 ) -> dict:  # fmt: skip
     """One NumPyro MCMC run: draws, sample stats (numpy), its sampling time and gradients.
 
     The chains start where NumPyro's model initialisation would put them, computed in one
-    compiled program (`model_init`), and NUTS runs on the model's potential.
+    compiled program (`model_init`), or at `init` (their `ParamInfo`, batched like the keys)
+    where given, and NUTS runs on the model's potential.
     """
     kernel_kwargs = dict(kernel_kwargs)
     init_strategy = kernel_kwargs.pop("init_strategy")
     run_keys, init_keys = _chain_keys(chain_keys, num_chains)
-    init = initial_params(init_keys, model, model_kwargs, init_strategy)
+    if init is None:
+        init = initial_params(init_keys, model, model_kwargs, init_strategy)
     kernel = NUTS(potential_fn=model_potential(model, model_kwargs), **kernel_kwargs)
     mcmc = MCMC(
         kernel,

@@ -12,7 +12,8 @@ With `num_workers > 1` ("auto": one per core on a CPU) the chunks, at least one 
 are computed by that many spawned processes with one XLA thread each
 (`runtime.processes.imap_in_processes`): on a 2-core CPU about 1.4x faster than one process,
 whose XLA threads leave the cores partly idle. The kernel, the model and its arguments must
-then be picklable (a module-level model; priors from checkpoints are).
+then be picklable (a module-level model; priors from checkpoints are). With `scheduler` the
+chunks are computed on a Dask cluster instead (`runtime.executors`; "local" or an address).
 
 The draws are stored as `inference_data.iid_num_chains(num_samples)` chains (the largest of 4,
 3, 2 that divides num_samples, else one chain): every draw is kept, in `get_samples` and in
@@ -37,12 +38,8 @@ from numpyro_diffprior.infer.inference_data import (
     to_inference_data,
 )
 from numpyro_diffprior.infer.model_tracing import _trace, inspect_model, linear_gaussian
-from numpyro_diffprior.runtime.processes import (
-    imap_in_processes,
-    keys_from_numpy,
-    keys_to_numpy,
-    resolve_num_workers,
-)
+from numpyro_diffprior.runtime.executors import check_scheduler, resolve_executor
+from numpyro_diffprior.runtime.processes import keys_from_numpy, keys_to_numpy, resolve_num_workers
 
 __all__ = ["IIDSampler", "chunk_sizes", "DIVERGENCE_THRESHOLD"]
 
@@ -116,6 +113,10 @@ class IIDSampler:
     chunk_size: draws per compiled batch. num_workers: processes that compute the chunks (1:
     this one; "auto": one per CPU core on a CPU, 1 on an accelerator). shard: split each
     chunk's batch over `jax.devices()` (chunk_size must be divisible by the device count).
+    scheduler: compute the chunks on Dask (`runtime.executors`): "local" starts a
+    `LocalCluster` for each run (num_workers processes; 1 or "auto": one per core), an address
+    ("tcp://host:8786") or a `distributed.Client` uses a running cluster; the chunks are laid
+    out for its workers, and the draws equal those of the process pool with as many workers.
     """
 
     def __init__(
@@ -127,6 +128,7 @@ class IIDSampler:
         num_workers=_R["num_workers"],
         progress_bar: bool = _R["progress_bar"],
         shard: bool = _R["shard"],
+        scheduler=None,
     ):
         if int(num_samples) < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -135,6 +137,9 @@ class IIDSampler:
         resolve_num_workers(num_workers, 1)  # validates
         if shard and num_workers != 1:
             raise ValueError("shard=True splits chunks over devices; use num_workers=1 with it")
+        if shard and scheduler is not None:
+            raise ValueError("shard=True splits chunks over devices; leave scheduler out with it")
+        self.scheduler = check_scheduler(scheduler)
         self._sharded = bool(shard and jax.device_count() > 1)
         if self._sharded and chunk_size % jax.device_count():
             raise ValueError(
@@ -159,20 +164,32 @@ class IIDSampler:
                 f"num_samples={num_samples} is not a multiple of num_chains={self.num_chains} "
                 "(num_chains is deprecated: leave it out and every draw is kept)"
             )
+        _check_shear_model_inputs(kernel.model, model_kwargs)
         info = inspect_model(kernel.model, model_kwargs)
         if kernel.guidance.name in ("annealed", "mmps"):
             linear_gaussian(kernel.model, info, model_kwargs, check=True)
         dynamic, static = _split_kwargs(model_kwargs)
         devices = jax.device_count() if self._sharded else 1
-        workers = resolve_num_workers(self.num_workers, num_samples)
+        start = time.perf_counter()
+        if self.scheduler is None:
+            workers, executor = resolve_num_workers(self.num_workers, num_samples), None
+        else:  # a cluster: lay the chunks out for its workers
+            executor = resolve_executor(self.num_workers, self.scheduler, num_tasks=num_samples)
+            workers = executor.num_workers
         chunk = min(self.chunk_size, math.ceil(num_samples / workers))
         n_chunks, size = chunk_sizes(num_samples, chunk, devices)
         keys = jax.random.split(rng_key, n_chunks)
-        start = time.perf_counter()
+        if executor is None:
+            executor = resolve_executor(min(workers, n_chunks))
         outs = []
-        chunks = self._chunks(keys, dynamic, static, size, min(workers, n_chunks))
-        for out in tqdm(chunks, desc=kernel.method, total=n_chunks, disable=not self.progress_bar):
-            outs.append(jax.tree.map(np.asarray, out))
+        chunks = self._chunks(keys, dynamic, static, size, executor)
+        try:
+            bar = tqdm(chunks, desc=kernel.method, total=n_chunks, disable=not self.progress_bar)
+            for out in bar:
+                outs.append(jax.tree.map(np.asarray, out))
+        finally:
+            chunks.close()
+            executor.close()
         x, stats, log_lik, det = jax.tree.map(lambda *a: np.concatenate(a)[:num_samples], *outs)
         prior = info.prior
         _warn_if_diverged(stats["max_abs_theta_normalized"], kernel.method)
@@ -189,14 +206,15 @@ class IIDSampler:
         )
         return self
 
-    def _chunks(self, keys, dynamic, static, size, workers):
-        """The outputs of each chunk key, computed here or, in order, by `workers` processes."""
-        if workers == 1:
+    def _chunks(self, keys, dynamic, static, size, executor):
+        """The outputs of each chunk key, in order, computed here or by `executor`'s workers
+        (`runtime.executors`: the process pool or a Dask cluster)."""
+        if executor.backend == "in-process":
             fn = self.kernel._compiled(self._sharded)
             return (fn(key, dynamic, static, size) for key in keys)
         key_data, typed = keys_to_numpy(keys)
         task = _ChunkTask(self.kernel, dynamic, static, size, typed)
-        return imap_in_processes(task, [(k,) for k in key_data], num_workers=workers)
+        return executor.imap(task, [(k,) for k in key_data])
 
     def get_samples(self, group_by_chain: bool = False) -> dict:
         """{"theta" (n, P), "kappa" (n, C, N, N), the prior site (n, D), and the model's
@@ -207,6 +225,20 @@ class IIDSampler:
         if not group_by_chain:
             return self._samples
         return {k: split_into_chains(v, self.num_chains) for k, v in self._samples.items()}
+
+    def sample_stats(self) -> dict:
+        """Per-draw statistics; `diverging` flags draws with a parameter more than
+        DIVERGENCE_THRESHOLD prior standard deviations from the prior mean."""
+        if self._samples is None:
+            raise ValueError("call run() first")
+        stats = dict(self._run["stats"])
+        stats["diverging"] = np.asarray(stats["max_abs_theta_normalized"]) > DIVERGENCE_THRESHOLD
+        return stats
+
+    @property
+    def num_diverged(self) -> int:
+        """Draws flagged `diverging` (0 for a healthy run)."""
+        return int(np.sum(self.sample_stats()["diverging"]))
 
     def print_summary(self, prob: float = 0.9, exclude_deterministic: bool = False) -> None:
         """NumPyro's summary (mean, sd, quantiles, n_eff, r_hat) of theta by parameter name and
@@ -234,6 +266,7 @@ class IIDSampler:
         prior = self._run["prior"]
         chains = lambda a: split_into_chains(a, self.num_chains)
         attrs = {
+            "num_diverged": self.num_diverged,
             "preset": prior.preset or "custom",
             "method": self.kernel.method,
             "guidance": self.kernel.guidance.name,
@@ -247,7 +280,7 @@ class IIDSampler:
             chains(samples["kappa"]),
             param_names=prior.param_names,
             shear_obs=self._run["shear"],
-            sample_stats={k: chains(v) for k, v in self._run["stats"].items()},
+            sample_stats={k: chains(v) for k, v in self.sample_stats().items()},
             log_likelihood={k: chains(v) for k, v in self._run["log_likelihood"].items()},
             deterministic={k: chains(v) for k, v in self._deterministic.items()},
             attrs=attrs,
@@ -257,7 +290,7 @@ class IIDSampler:
 
 class _ChunkTask:
     """One chunk of draws of `kernel` from a chunk key's raw data, in a worker process
-    (`runtime.processes.imap_in_processes`); the kernel compiles once per worker."""
+    (`runtime.executors`: the process pool or Dask); the kernel compiles once per worker."""
 
     def __init__(self, kernel, dynamic, static, size, typed):
         self.kernel, self.dynamic, self.static = kernel, dynamic, static
@@ -267,3 +300,20 @@ class _ChunkTask:
         key = keys_from_numpy(key_data[None], self.typed)[0]
         out = self.kernel._compiled(False)(key, self.dynamic, self.static, self.size)
         return jax.tree.map(np.asarray, out)
+
+
+def _check_shear_model_inputs(model, model_kwargs):
+    """The observation, mask and noise of `infer.models.shear_model`, checked once with messages
+    that name them (`validation.check_observation`); custom models check their own inputs."""
+    from numpyro_diffprior.infer.models import shear_model
+    from numpyro_diffprior.validation import check_observation
+
+    if model is not shear_model or model_kwargs.get("shear_obs") is None:
+        return
+    prior = model_kwargs.get("prior")
+    check_observation(
+        model_kwargs["shear_obs"],
+        model_kwargs.get("mask"),
+        model_kwargs.get("noise_std"),
+        preset=getattr(prior, "preset", None),
+    )

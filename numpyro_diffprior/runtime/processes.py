@@ -108,26 +108,51 @@ def _run_job(fn, key_data, typed, show_progress, kwargs):
     return fn(keys[0] if len(keys) == 1 else keys, len(keys), show_progress, **kwargs)
 
 
-def run_chains_in_processes(fn, chain_keys, *, num_workers=None, progress_bar=True, **kwargs):
+def _chain_slice(tree, lo: int, hi: int):
+    """Chains lo..hi-1 of a pytree of arrays with a leading chain axis (numpy; chain lo
+    alone, without the axis, for a group of one, as its key is passed)."""
+    index = lo if hi - lo == 1 else slice(lo, hi)
+    return jax.tree.map(lambda x: np.asarray(x)[index], tree)
+
+
+def run_chains_in_processes(
+    fn, chain_keys, *, num_workers=None, progress_bar=True, chain_kwargs=None, **kwargs
+):
     """Call ``fn(keys_w, num_chains_w, show_progress, **kwargs)`` in one spawned process per
     worker, with the chains' keys `chain_keys` (C,) split into contiguous groups
     (`split_chains`; a group of one is passed as a single key). Chain c always gets
     ``chain_keys[c]``, whatever the number of workers; only worker 0 shows progress.
 
+    chain_kwargs: optional further keyword arguments of `fn`, each a pytree of arrays (not
+    keys) with a leading chain axis (C, ...), split like the keys: a worker gets its chains'
+    rows (a group of one without the axis), exactly as computed here. Use it for per-chain
+    values that must not depend on how the chains are grouped (e.g. initial points: a
+    program computing a batch of K rounds differently for different K).
+
     Returns the workers' return values in chain order. An exception in a worker is raised
     here.
     """
     counts = split_chains(len(chain_keys), num_workers or os.cpu_count() or 1)
+    chain_kwargs = dict(chain_kwargs or {})
+    for name, tree in chain_kwargs.items():
+        if any(np.shape(x)[:1] != (len(chain_keys),) for x in jax.tree.leaves(tree)):
+            raise ValueError(
+                f"chain_kwargs[{name!r}] must have a leading chain axis of {len(chain_keys)}"
+            )
     _check_picklable((fn, kwargs), "chains (the model and its arguments)")
     flags = worker_xla_flags()
     context = multiprocessing.get_context("spawn")
     key_data, typed = keys_to_numpy(chain_keys)
     bounds = np.cumsum([0] + counts)
+    groups = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
     with ProcessPoolExecutor(len(counts), mp_context=context, initializer=_init_worker,
                              initargs=(flags,)) as pool:  # fmt: skip
         futures = [
-            pool.submit(_run_job, fn, key_data[lo:hi], typed, progress_bar and w == 0, kwargs)
-            for w, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
+            pool.submit(
+                _run_job, fn, key_data[lo:hi], typed, progress_bar and w == 0,
+                {**kwargs, **{k: _chain_slice(v, lo, hi) for k, v in chain_kwargs.items()}},
+            )  # fmt: skip
+            for w, (lo, hi) in enumerate(groups)
         ]
         return [f.result() for f in futures]
 

@@ -64,3 +64,24 @@ def test_sample_command_preset_mismatch(tmp_path, tiny_oracle_prior):
     save_observation(obs, np.zeros(preset.shear_shape), preset=preset)
     argv = ["sample", "--obs", str(obs), "--out", str(tmp_path / "x.nc"), "--model", "tiny"]
     assert cli.main(argv) == 2
+
+
+def test_sample_command_flags_diverged_draws(tmp_path, tiny_oracle_prior, monkeypatch, capsys):
+    """Draws beyond the divergence threshold are flagged in the file and the exit status is 3
+    (the threshold is lowered to 0 prior sd so that every draw counts as diverged)."""
+    from numpyro_diffprior.commands.sample import DIVERGED_EXIT_CODE
+    from numpyro_diffprior.infer import runner
+
+    monkeypatch.setattr(runner, "DIVERGENCE_THRESHOLD", 0.0)
+    preset = get_preset("tiny")
+    obs = tmp_path / "obs.npz"
+    shear = 0.01 * np.random.default_rng(1).standard_normal(preset.shear_shape)
+    save_observation(obs, shear, preset="tiny")
+    out = tmp_path / "idata.nc"
+    argv = ["sample", "--obs", str(obs), "--out", str(out), "--num", "6", "--steps", "4"]
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        assert cli.main(argv + ["--no-progress"]) == DIVERGED_EXIT_CODE == 3
+    assert "6 of 6 draws diverged" in capsys.readouterr().err
+    idata = az.from_netcdf(out)
+    assert bool(idata.sample_stats["diverging"].values.all())
+    assert idata.posterior.attrs["num_diverged"] == 6
