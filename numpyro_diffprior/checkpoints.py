@@ -78,10 +78,13 @@ def save_checkpoint(
     training_config: TrainingConfig,
     ema_only: bool = False,
     extra: dict | None = None,
+    observation_range: dict | None = None,
 ) -> Path:
     """Write `state` and its configs to directory `path` atomically; returns the path.
 
     `ema_only=True` stores only the EMA weights (a small file for shipping; not resumable).
+    `observation_range` (an amortised model's `amortized.simulate.ObservationRange.to_dict()`)
+    marks a conditional checkpoint: `config.json` gets "conditional": true and the range.
     """
     preset = get_preset(preset)
     path = Path(path)
@@ -107,6 +110,8 @@ def save_checkpoint(
             "weights_sha256": _sha256(tmp / _WEIGHTS),
             "extra": extra or {},
         }
+        if observation_range is not None:
+            config.update(conditional=True, observation_range=observation_range)
         (tmp / _CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
         old = None
         if path.exists():

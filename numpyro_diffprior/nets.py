@@ -6,7 +6,12 @@ Song et al. 2021), with a Fourier-feature embedding of c_noise and an MLP embedd
 (c_in-scaled) noisy theta, added together and injected into every residual block as a
 FiLM scale/shift. A theta head reads the globally pooled bottleneck features together with the
 embedding and returns F_theta. Outputs are zero-initialised so that D = c_skip x at init.
-`hk.transform` happens once, in `make_network`; everything downstream sees pure functions.
+A conditional (amortised) network (`obs_channels > 0`) also reads observation feature maps
+(`amortized.features`): a periodic conv `obs_in` added to `conv_in`'s output and a linear map
+`obs_emb` of their band powers added to the embedding, both zero-initialised, so that a
+conditional network carrying a prior's weights (`amortized.denoiser.conditional_params`) equals
+that prior exactly until it is trained. `hk.transform` happens once, in `make_network`;
+everything downstream sees pure functions.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ class NetworkConfig:
     channels: base width; channel_mult: width multiplier per resolution level (len = levels);
     num_blocks: residual blocks per level; emb_dim: sigma/theta embedding width;
     num_groups: GroupNorm groups; theta_hidden: width of the theta MLPs;
-    obs_channels: extra observation input channels (reserved for an amortised conditional
-    model; must be 0 for now).
+    obs_channels: observation feature channels of a conditional (amortised) network
+    (`amortized.features`: 4 per bin); 0 for the joint prior.
     """
 
     channels: int = 16
@@ -52,8 +57,8 @@ class NetworkConfig:
                     f"channels*mult={self.channels * m} not divisible by "
                     f"num_groups={self.num_groups}"
                 )
-        if self.obs_channels != 0:
-            raise ValueError("obs_channels > 0 (conditional model) is not implemented yet")
+        if self.obs_channels < 0:
+            raise ValueError(f"obs_channels must be >= 0, got {self.obs_channels}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -105,7 +110,7 @@ class _ResBlock(hk.Module):
         return (x + h) * 2**-0.5
 
 
-def _embedding(theta_in, power_stats, c_noise, cfg):
+def _embedding(theta_in, power_stats, c_noise, cfg, obs_stats=None):
     half = cfg.emb_dim // 4
     # fixed log-spaced Fourier frequencies (cycles per unit c_noise), 0.1 ... fourier_scale
     freqs = jnp.logspace(-1.0, jnp.log10(cfg.fourier_scale), half)
@@ -117,7 +122,11 @@ def _embedding(theta_in, power_stats, c_noise, cfg):
     e_theta = hk.nets.MLP(
         [cfg.theta_hidden, cfg.emb_dim], activation=jax.nn.silu, name="theta_mlp"
     )(jnp.concatenate([theta_in, power_stats], axis=-1))
-    return jax.nn.silu(e_sigma + e_theta)
+    pre = e_sigma + e_theta
+    if obs_stats is not None:  # zero-initialised: exactly the prior's embedding at init
+        zero = hk.initializers.Constant(0.0)
+        pre = pre + hk.Linear(cfg.emb_dim, w_init=zero, name="obs_emb")(obs_stats)
+    return jax.nn.silu(pre)
 
 
 def _power_stats(x, levels):
@@ -134,14 +143,21 @@ def _power_stats(x, levels):
     return jnp.concatenate(stats, axis=-1)
 
 
-def _forward(cfg: NetworkConfig, theta_in, kappa_in, c_noise):
-    n_params = theta_in.shape[-1]
+def _forward(cfg: NetworkConfig, theta_in, kappa_in, c_noise, obs_in=None):
     x = jnp.transpose(kappa_in, (0, 2, 3, 1))  # NCHW -> NHWC
-    emb = _embedding(theta_in, _power_stats(x, len(cfg.channel_mult)), c_noise, cfg)
+    levels = len(cfg.channel_mult)
+    obs = obs_stats = None
+    if cfg.obs_channels:
+        if obs_in is None:  # no observation: all feature maps 0 (an empty, fully masked field)
+            obs_in = jnp.zeros(x.shape[:1] + (cfg.obs_channels,) + x.shape[1:3], x.dtype)
+        obs = jnp.transpose(obs_in, (0, 2, 3, 1))
+        obs_stats = _power_stats(obs, levels)
+    emb = _embedding(theta_in, _power_stats(x, levels), c_noise, cfg, obs_stats)
     n_bins = x.shape[-1]
     h = _periodic_conv(x, cfg.channels, name="conv_in")
+    if obs is not None:
+        h = h + _periodic_conv(obs, cfg.channels, zero_init=True, name="obs_in")
     skips = [h]
-    levels = len(cfg.channel_mult)
     for lvl, mult in enumerate(cfg.channel_mult):
         for _ in range(cfg.num_blocks):
             h = _ResBlock(cfg.channels * mult, cfg.num_groups)(h, emb)
@@ -155,7 +171,7 @@ def _forward(cfg: NetworkConfig, theta_in, kappa_in, c_noise):
         [jnp.mean(h, axis=(1, 2)), jnp.log(jnp.mean(h**2, axis=(1, 2)) + 1e-4), emb], axis=-1
     )
     F_theta = hk.nets.MLP([cfg.theta_hidden, cfg.theta_hidden], activation=jax.nn.silu)(pooled)
-    F_theta = hk.Linear(n_params, w_init=hk.initializers.Constant(0.0), name="theta_out")(
+    F_theta = hk.Linear(theta_in.shape[-1], w_init=hk.initializers.Constant(0.0), name="theta_out")(
         jax.nn.silu(F_theta)
     )
 
@@ -175,13 +191,15 @@ def make_network(config: NetworkConfig, preset):
     """Transform the network once -> (init_fn, apply_fn).
 
     init_fn(rng_key) -> params;
-    apply_fn(params, theta_in (B, P), kappa_in (B, C, N, N), c_noise (B,)) -> (F_theta, F_kappa).
+    apply_fn(params, theta_in (B, P), kappa_in (B, C, N, N), c_noise (B,)[, obs_in]) ->
+    (F_theta, F_kappa); obs_in (B, obs_channels, N, N) for a conditional network (None: all 0).
     """
     n_params, map_shape = preset.n_params, tuple(preset.map_shape)
     levels = len(config.channel_mult)
     if preset.npix % 2 ** (levels - 1):
         raise ValueError(f"npix={preset.npix} not divisible by 2^(levels-1)={2 ** (levels - 1)}")
-    net = hk.without_apply_rng(hk.transform(lambda t, k, c: _forward(config, t, k, c)))
+    obs_in_shape = (1, config.obs_channels) + map_shape[1:] if config.obs_channels else None
+    net = hk.without_apply_rng(hk.transform(lambda t, k, c, o=None: _forward(config, t, k, c, o)))
 
     def init_fn(rng_key):
         # Haiku's initialisers draw through an 'rbg' key derived from rng_key: same
@@ -189,10 +207,11 @@ def make_network(config: NetworkConfig, preset):
         key = jax.random.wrap_key_data(jax.random.bits(rng_key, (4,), jnp.uint32), impl="rbg")
         theta = jnp.zeros((1, n_params))
         kappa = jnp.zeros((1,) + map_shape)
-        return net.init(key, theta, kappa, jnp.zeros((1,)))
+        obs = jnp.zeros(obs_in_shape) if obs_in_shape else None
+        return net.init(key, theta, kappa, jnp.zeros((1,)), obs)
 
-    def apply_fn(params, theta_in, kappa_in, c_noise):
-        return net.apply(params, theta_in, kappa_in, c_noise)
+    def apply_fn(params, theta_in, kappa_in, c_noise, obs_in=None):
+        return net.apply(params, theta_in, kappa_in, c_noise, obs_in)
 
     return init_fn, apply_fn
 

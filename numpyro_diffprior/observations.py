@@ -62,7 +62,7 @@ def save_observation(
 
     preset = get_preset(preset)
     path = check_output_path(path, what="observation file")
-    shear, full_mask, std = check_observation(shear, mask, noise_std, preset)
+    shear, full_mask, std = check_observation(shear, mask, noise_std, preset, name="shear")
     arrays = {"shear": shear, "preset": np.asarray(preset.name)}
     if full_mask is not None:
         arrays["mask"] = full_mask

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -170,6 +171,12 @@ def train(
     `init_from` (a Checkpoint or a checkpoint directory, e.g. the shipped model) fine-tunes:
     its EMA weights start both the weights and the EMA, its network config and normaliser are
     kept, and the optimiser (`training_config`) starts fresh at step 0.
+
+    On several hosts (`jax.distributed.initialize` first: `train --coordinator`; docs/training.md
+    "Training on several hosts") every process runs this with the same arguments: the mesh
+    spans all processes' devices, each process simulates the same global batch (keyed by the
+    step) and keeps its devices' share, and only process 0 writes `out_dir` (checkpoints,
+    metrics, held-out table) and returns the Checkpoint; the others return None.
     """
     from tqdm.auto import tqdm
 
@@ -228,6 +235,7 @@ def train(
     mesh = make_mesh(devices)
     rep, bsh = replicated_sharding(mesh), batch_sharding(mesh)
     update = jax.jit(trainer.update, in_shardings=(rep, bsh), out_shardings=(rep, rep))
+    data_key = state.rng_key  # never changes; a local copy also serves several hosts
     state = replicate(state, mesh)
     batch_size = training_config.batch_size
     save = lambda s: save_checkpoint(
@@ -239,14 +247,18 @@ def train(
         training_config=training_config,
         extra=provenance or None,
     )
+    main = jax.process_index() == 0  # on several hosts, process 0 writes out_dir
+    if not main:
+        save = lambda s: None
     out_dir.mkdir(parents=True, exist_ok=True)
     start = int(state.step)
-    log = open(out_dir / "metrics.jsonl", "a")
-    bar = tqdm(total=steps, initial=start, disable=not progress, desc="train", unit="step")
+    log = open(out_dir / "metrics.jsonl" if main else os.devnull, "a")
+    bar = tqdm(total=steps, initial=start, disable=not (progress and main), desc="train",
+               unit="step")  # fmt: skip
     t0, ema_loss = time.perf_counter(), None
     try:
         for step in range(start, steps):
-            batch = sample_batch(batch_key(state.rng_key, step), batch_size)
+            batch = sample_batch(batch_key(data_key, step), batch_size)
             state, metrics = update(state, shard_batch(batch, mesh))
             if (step + 1) % log_every == 0 or step + 1 == steps:
                 m = {k: float(v) for k, v in metrics.items()}
@@ -262,6 +274,8 @@ def train(
         bar.close()
         log.close()
     save(state)
+    if not main:
+        return None
 
     ckpt = load_checkpoint(ckpt_path, preset=preset)
     if not num_heldout:

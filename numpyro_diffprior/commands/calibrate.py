@@ -13,6 +13,7 @@ import os
 
 import jax
 
+from numpyro_diffprior.commands.amortized_sampling import load_prior_for
 from numpyro_diffprior.diagnostics.calibrate import run_calibration
 from numpyro_diffprior.diagnostics.calibration_samplers import (
     LazySamplerFn,
@@ -20,7 +21,7 @@ from numpyro_diffprior.diagnostics.calibration_samplers import (
     nuts_sampler_fn,
     pretrained_sampler_fn,
 )
-from numpyro_diffprior.prior import load_prior
+from numpyro_diffprior.runtime.executors import check_scheduler
 from numpyro_diffprior.runtime.processes import resolve_num_workers
 
 __all__ = [
@@ -55,7 +56,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default="lsst-y10-coarse",
         help="preset name (pretrained prior) or checkpoint path",
     )
-    parser.add_argument("--method", choices=("diffusion", "langevin", "nuts"), default="diffusion")
+    parser.add_argument(
+        "--method", choices=("diffusion", "langevin", "nuts", "amortized"), default="diffusion",
+        help="amortized: a conditional model (--model: a `train --conditional` checkpoint)",
+    )  # fmt: skip
     parser.add_argument("--num-obs", type=int, default=200, help="simulated observations K")
     parser.add_argument(
         "--num-draws", type=int, default=100, help="posterior draws per observation"
@@ -69,7 +73,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--workers",
         default="auto",
         help="processes sampling observations in parallel (auto: one per CPU core on a CPU, "
-        "1 on a GPU)",
+        "1 on a GPU; with --scheduler local: the cluster's worker processes)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="sample the observations on Dask: 'local' starts a LocalCluster of --workers "
+        "processes, an address (tcp://host:8786) uses a running `dask scheduler` and its "
+        "workers; the results equal a local run's (docs/validation.md)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output directory")
@@ -85,11 +96,14 @@ def run(args) -> int:
     if args.num_draws < 3:
         raise ValueError(f"--num-draws must be >= 3, got {args.num_draws}")
     workers = resolve_num_workers(args.workers, args.num_obs)
-    if args.method in ("diffusion", "langevin"):
-        preset = get_preset(load_prior(args.model).preset)
+    scheduler = check_scheduler(args.scheduler)
+    if args.method in ("diffusion", "langevin", "amortized"):
+        preset = get_preset(load_prior_for(args.method, args.model).preset)
+        if args.method == "amortized" and args.guidance is not None:
+            raise ValueError("--guidance does not apply to --method amortized (no guidance)")
         kwargs = {} if args.guidance is None else {"guidance": args.guidance}
         if args.num_steps is not None:
-            kwargs["num_steps" if args.method == "diffusion" else "num_levels"] = args.num_steps
+            kwargs["num_levels" if args.method == "langevin" else "num_steps"] = args.num_steps
         sampler_fn = LazySamplerFn(
             pretrained_sampler_fn,
             model=args.model,
@@ -100,7 +114,8 @@ def run(args) -> int:
     else:
         preset = get_preset(args.model)
         # Several workers already use the cores: each runs its chains one after the other.
-        chains = {"chain_method": "sequential"} if workers > 1 else {}
+        # (and Dask's worker processes cannot start processes of their own)
+        chains = {"chain_method": "sequential"} if workers > 1 or scheduler else {}
         sampler_fn = LazySamplerFn(
             nuts_sampler_fn,
             preset=preset.name,
@@ -119,10 +134,12 @@ def run(args) -> int:
         run_label=f"{args.model} {args.method} draws={args.num_draws} guidance={args.guidance} "
         f"steps={args.num_steps} warmup={args.warmup}",
         num_workers=workers,
+        scheduler=scheduler,
     )
+    where = f"{workers} worker process(es)" if scheduler is None else f"Dask ({scheduler})"
     notes = (
         f"Preset `{preset.name}`, method `{args.method}`, {args.num_draws} draws per "
-        f"observation, {workers} worker process(es), wall time {result['wall_time_s']:.1f} s."
+        f"observation, {where}, wall time {result['wall_time_s']:.1f} s."
     )
     path = write_calibration_report(
         args.out, result["summary"], title=f"Calibration: {args.method}", notes=notes

@@ -24,6 +24,7 @@ def export_ema(checkpoint, out, *, extra=None):
         training_config=ck.training_config,
         ema_only=True,
         extra={**ck.config.get("extra", {}), **(extra or {})},
+        observation_range=ck.config.get("observation_range"),  # an amortised model's
     )
 
 

@@ -7,6 +7,8 @@ import argparse
 import os
 import sys
 
+from numpyro_diffprior.commands.amortized_sampling import amortized_sampler, load_prior_for
+
 __all__ = ["add_parser", "run", "load_prior", "sampler_from_args", "resolve_model"]
 
 
@@ -62,7 +64,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--obs", required=True, help="observation .npz")
     parser.add_argument("--out", required=True, help="output InferenceData .nc")
-    parser.add_argument("--method", choices=("diffusion", "langevin"), default="diffusion")
+    parser.add_argument(
+        "--method", choices=("diffusion", "langevin", "amortized"), default="diffusion",
+        help="amortized: a conditional model (train --conditional), no guidance",
+    )  # fmt: skip
     parser.add_argument(
         "--guidance",
         choices=("mmps", "annealed", "dps"),
@@ -117,6 +122,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers", default=RUN_DEFAULTS["num_workers"],
         help="processes that compute the draws (auto: one per CPU core on a CPU)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scheduler", default=None,
+        help="compute the draws on Dask: 'local' starts a LocalCluster (--workers processes, "
+        "default one per core), an address (tcp://host:8786) uses a running `dask scheduler`; "
+        "docs/sampling.md",
     )  # fmt: skip
     parser.add_argument(
         "--chains", type=int, default=None,
@@ -201,7 +212,10 @@ def sampler_from_args(args):
         chunk_size=min(args.chunk_size, args.num),
         num_workers=args.workers,
         progress_bar=not args.no_progress,
+        scheduler=args.scheduler,
     )
+    if args.method == "amortized":
+        return amortized_sampler(args), run_options
     if args.method == "diffusion":
         guidance = _guidance(args, args.guidance or "mmps")
         refresh = args.theta_refresh_steps or 0
@@ -240,7 +254,7 @@ def run(args) -> int:
     from numpyro_diffprior.infer.inference_data import save_inference_data
     from numpyro_diffprior.infer.runner import IIDSampler
 
-    prior = load_prior(model or obs["preset"])
+    prior = load_prior_for(args.method, model or obs["preset"])  # amortized: AmortizedPrior
     if prior.preset is not None and prior.preset != obs["preset"]:
         raise ValueError(
             f"the prior is for preset {prior.preset!r} but the observation for {obs['preset']!r}"

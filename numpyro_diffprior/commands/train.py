@@ -14,7 +14,21 @@ import math
 import os
 import types
 
-__all__ = ["add_parser", "run", "check_args", "HELDOUT_MIN_STEPS", "HELDOUT_DEFAULT"]
+from numpyro_diffprior.commands.train_conditional import (
+    add_conditional_arguments,
+    check_conditional,
+    run_conditional,
+)
+
+__all__ = [
+    "add_parser",
+    "run",
+    "check_args",
+    "check_hosts",
+    "initialize_hosts",
+    "HELDOUT_MIN_STEPS",
+    "HELDOUT_DEFAULT",
+]
 
 # The held-out loss table (`--heldout`) is computed by default only for runs of at least
 # HELDOUT_MIN_STEPS updates (a smoke run of a few steps would spend minutes on it).
@@ -88,8 +102,54 @@ def add_parser(subparsers):
         "for the model shipped for --preset (fresh optimiser, step 0)",
     )
     p.add_argument("--no-progress", action="store_true")
+    hosts = p.add_argument_group(
+        "several hosts",
+        "data-parallel training over the devices of N processes (jax.distributed): start the "
+        "same command on every host with its --process-id; docs/training.md",
+    )
+    hosts.add_argument(
+        "--coordinator", default=None, help="HOST:PORT of process 0 (jax.distributed coordinator)"
+    )
+    hosts.add_argument("--num-processes", type=int, default=None, help="processes in all")
+    hosts.add_argument("--process-id", type=int, default=None, help="this process: 0..N-1")
+    add_conditional_arguments(p)
     p.set_defaults(func=run)
     return p
+
+
+def check_hosts(args):
+    """The multi-host flags, all or none; returns `jax.distributed.initialize`'s keyword
+    arguments, or None on one host."""
+    given = [args.coordinator, args.num_processes, args.process_id]
+    if all(v is None for v in given):
+        return None
+    if any(v is None for v in given):
+        raise ValueError("--coordinator, --num-processes and --process-id go together")
+    host, _, port = str(args.coordinator).rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
+    if args.num_processes < 1 or not 0 <= args.process_id < args.num_processes:
+        raise ValueError(
+            f"need --num-processes >= 1 and 0 <= --process-id < --num-processes, got "
+            f"{args.num_processes} and {args.process_id}"
+        )
+    return dict(
+        coordinator_address=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+    )
+
+
+def initialize_hosts(args) -> bool:
+    """`jax.distributed.initialize` with the multi-host flags, before anything touches JAX's
+    devices; True if it ran."""
+    kwargs = check_hosts(args)
+    if kwargs is None:
+        return False
+    import jax
+
+    jax.distributed.initialize(**kwargs)
+    return True
 
 
 def _positive(args, names, *, integer=True, zero=False):
@@ -145,6 +205,9 @@ def check_args(args):
 
 def run(args) -> int:
     mult = check_args(args)
+    check_conditional(args)
+    check_hosts(args)
+    initialize_hosts(args)  # first: before anything touches JAX's devices
     if args.heldout is None:
         args.heldout = HELDOUT_DEFAULT if args.steps >= HELDOUT_MIN_STEPS else 0
 
@@ -183,6 +246,8 @@ def run(args) -> int:
         from numpyro_diffprior.checkpoints import load_pretrained
 
         init_from = load_pretrained(args.preset)
+    if args.conditional:  # the amortised model (commands.train_conditional)
+        return run_conditional(args, network_config, training_config, sample_batch, init_from)
     ckpt = train(
         args.preset,
         args.out,
@@ -199,6 +264,8 @@ def run(args) -> int:
         progress=not args.no_progress,
         init_from=init_from,
     )
+    if ckpt is None:  # another host's process: process 0 wrote the checkpoint
+        return 0
     print(f"checkpoint: {ckpt.path} (step {ckpt.step})")
     print(dataclasses.asdict(ckpt.training_config))
     return 0

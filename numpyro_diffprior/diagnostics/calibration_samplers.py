@@ -1,8 +1,9 @@
 """Samplers for `diagnostics.calibrate.run_calibration`: each factory returns
 `sampler_fn(rng_key, observation) -> (theta_draws (M, P), kappa_draws (M, C, N, N))`.
 
-- `diffusion_sampler_fn`: `DiffusionPosteriorSampler` ("diffusion") or
-  `AnnealedLangevinSampler` ("langevin") on `infer.models.shear_model` with a trained prior;
+- `diffusion_sampler_fn`: `DiffusionPosteriorSampler` ("diffusion"),
+  `AnnealedLangevinSampler` ("langevin") or `infer.amortized.AmortizedPosteriorSampler`
+  ("amortized", with an `amortized.AmortizedPrior`) on `infer.models.shear_model`;
   `pretrained_sampler_fn` loads that prior by preset name or checkpoint path.
 - `nuts_sampler_fn`: `infer.nuts.nuts_baseline` on the explicit model (recompiles per
   observation).
@@ -56,8 +57,10 @@ def diffusion_sampler_fn(
         make = Sampler.for_shipped_network if shipped_network else Sampler
     elif method == "langevin":
         from numpyro_diffprior.infer.langevin import AnnealedLangevinSampler as make
+    elif method == "amortized":  # prior: an amortized.AmortizedPrior (conditional model)
+        from numpyro_diffprior.infer.amortized import AmortizedPosteriorSampler as make
     else:
-        raise ValueError(f"method must be 'diffusion' or 'langevin', got {method!r}")
+        raise ValueError(f"method must be 'diffusion', 'langevin' or 'amortized', got {method!r}")
     run_options = {k: sampler_kwargs.pop(k) for k in RUN_OPTIONS if k in sampler_kwargs}
     # The prior goes in as a model argument, as in the demo, not in a closure: its weights
     # stay traced inputs of the compiled sampler instead of constants baked into it.
@@ -83,9 +86,11 @@ def pretrained_sampler_fn(model: str, *, num_draws: int, method="diffusion", **s
     the shipped network's settings (`DiffusionPosteriorSampler.for_shipped_network`) unless
     `sampler_kwargs` replace them."""
     sampler_kwargs.setdefault("shipped_network", method == "diffusion")
-    return diffusion_sampler_fn(
-        load_prior(model), num_draws=num_draws, method=method, **sampler_kwargs
-    )
+    if method == "amortized":  # the conditional model of `model` (a clear error if none ships)
+        from numpyro_diffprior.amortized.prior import load_amortized_prior as load
+    else:
+        load = load_prior
+    return diffusion_sampler_fn(load(model), num_draws=num_draws, method=method, **sampler_kwargs)
 
 
 def nuts_sampler_fn(

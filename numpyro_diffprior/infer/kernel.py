@@ -30,6 +30,25 @@ def warn_deprecated(old: str, new: str, stacklevel: int = 3) -> None:
     )
 
 
+class StepProgress:
+    """Host-side step counter of a compiled chunk (called through `jax.debug.callback`): moves
+    `bar` (a tqdm bar set by the runner for the run, else None) by one step. Worker processes
+    get it without a bar."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, i):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self.bar = None
+
+
 class _ModelKernel:
     """Base of the posterior kernels: `method`, `guidance`, `settings()` and
     `_draw(rng_key, model, info, model_kwargs, num, place) -> (x_n (num, D), stats)`, where
@@ -45,6 +64,7 @@ class _ModelKernel:
             IIDSampler(self, 1, **options)  # validates now, as the old constructor did
         self._jitted = {}
         self._legacy = None
+        self._progress = StepProgress()
 
     def __getstate__(self):
         # Sent to worker processes without its compiled functions and results.
@@ -56,6 +76,11 @@ class _ModelKernel:
 
     def settings(self) -> dict:
         return {}
+
+    @property
+    def progress_steps(self) -> int:
+        """Progress-bar steps of one chunk (reverse-diffusion steps or Langevin levels)."""
+        return 1
 
     def _draw(self, rng_key, model, info, model_kwargs, num, place):  # pragma: no cover
         raise NotImplementedError

@@ -85,8 +85,12 @@ def sigma_ladder(sigma_max, sigma_min, num_levels):
     return jnp.geomspace(sigma_max, sigma_min, num_levels)
 
 
-def annealed_langevin(rng_key, algorithm: SamplingAlgorithm, position, sigmas, num_steps_per_level):
-    """Run `num_steps_per_level` kernel steps at each sigma; returns the final state."""
+def annealed_langevin(
+    rng_key, algorithm: SamplingAlgorithm, position, sigmas, num_steps_per_level, step_callback=None
+):
+    """Run `num_steps_per_level` kernel steps at each sigma; returns the final state.
+
+    `step_callback(i)`, if given, is called on the host after each level (a progress bar)."""
     state = algorithm.init(position)
 
     def level(state, inputs):
@@ -96,7 +100,10 @@ def annealed_langevin(rng_key, algorithm: SamplingAlgorithm, position, sigmas, n
             key = jax.random.fold_in(jax.random.fold_in(rng_key, i), j)
             return algorithm.step(key, state, sigma)[0]
 
-        return jax.lax.fori_loop(0, num_steps_per_level, one, state), None
+        state = jax.lax.fori_loop(0, num_steps_per_level, one, state)
+        if step_callback is not None:
+            jax.debug.callback(step_callback, i)
+        return state, None
 
     state, _ = jax.lax.scan(level, state, (jnp.arange(sigmas.shape[0]), sigmas))
     return state
@@ -153,6 +160,10 @@ class AnnealedLangevinSampler(_ModelKernel):
             "denoiser_calls_per_draw": self.num_levels * self.num_steps_per_level,
         }
 
+    @property
+    def progress_steps(self) -> int:
+        return self.num_levels
+
     def _draw(self, rng_key, model, info, model_kwargs, num, place):
         prior = info.prior
         guidance, correction = make_guidance(self.guidance, model, info, model_kwargs)
@@ -168,6 +179,8 @@ class AnnealedLangevinSampler(_ModelKernel):
         scale = jnp.sqrt(self.sigma_max**2 + 1.0)
         position = place(scale * jax.random.normal(key_init, (num, prior.dim)))
         sigmas = sigma_ladder(self.sigma_max, self.sigma_min, self.num_levels)
-        state = annealed_langevin(key_run, algorithm, position, sigmas, self.num_steps_per_level)
+        state = annealed_langevin(
+            key_run, algorithm, position, sigmas, self.num_steps_per_level, self._progress
+        )
         final_step = jnp.full((num,), self.step_size * self.sigma_min**2)
         return state.position, {"final_step_size": final_step}

@@ -24,11 +24,7 @@ from numpyro.infer import MCMC, NUTS, init_to_median
 from numpyro_diffprior.infer.inference_data import to_inference_data
 from numpyro_diffprior.observations import broadcast_mask
 from numpyro_diffprior.presets import get_preset
-from numpyro_diffprior.runtime.model_init import (
-    constrained_sites,
-    initial_params,
-    model_potential,
-)
+from numpyro_diffprior.runtime.model_init import constrained_sites, initial_params, model_potential
 from numpyro_diffprior.runtime.processes import resolve_num_workers
 from numpyro_diffprior.validation import check_observation
 

@@ -235,6 +235,10 @@ class DiffusionPosteriorSampler(_ModelKernel):
         out["denoiser_calls_per_draw"] = calls
         return out
 
+    @property
+    def progress_steps(self) -> int:
+        return self.num_steps
+
     def _draw(self, rng_key, model, info, model_kwargs, num, place):
         prior = info.prior
         guidance, correction = make_guidance(self.guidance, model, info, model_kwargs)
@@ -255,6 +259,7 @@ class DiffusionPosteriorSampler(_ModelKernel):
             corrector_step_size=self.corrector_step_size,
             correction_fn=correction,
             x_init=x_init,
+            step_callback=self._progress,
         )
         for r in self.refinements:
             if isinstance(r, ThetaRefresh):

@@ -34,10 +34,12 @@ def guided_reverse_diffusion(
     corrector_step_size=0.1,
     correction_fn=None,
     x_init=None,
+    step_callback=None,
 ):
     """Reverse diffusion with the posterior denoiser D + sigma^2 guidance -> x_n (num, dim).
 
     `x_init` (num, dim), if given, replaces the initial draw sigma_max * N(0, I).
+    `step_callback(i)`, if given, is called on the host after each step (a progress bar).
 
     `correction_fn(x, sigma) -> dx`, if given, is evaluated at each step's start (x_i, sigma_i)
     and added to the step's result (DPS, Chung et al. 2023 Algorithm 1).
@@ -84,6 +86,8 @@ def guided_reverse_diffusion(
             t_safe = jnp.where(t_next > 0, t_next, 1.0)
             x_corr = corrector(x_next, t_safe, jax.random.fold_in(key, 1))
             x_next = jnp.where(t_next > 0, x_corr, x_next)
+        if step_callback is not None:
+            jax.debug.callback(step_callback, i)
         return x_next, None
 
     x, _ = jax.lax.scan(step, x, (jnp.arange(num_steps), t_steps[:-1], t_steps[1:]))

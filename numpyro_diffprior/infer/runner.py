@@ -5,8 +5,9 @@ The kernel (`DiffusionPosteriorSampler`, `AnnealedLangevinSampler`) holds the al
 runner holds how the draws are computed, none of which changes the algorithm. Draws are
 i.i.d.; they are produced in chunks of at most `chunk_size` by one jitted function (compiled
 once per kernel and chunk shape: array arguments - and Python floats - are traced, other model
-arguments are static), with a tqdm bar over chunks; with `shard=True` the chunk's batch is split
-over `jax.devices()`. `num_samples` draws are split into equal chunks (`chunk_sizes`), so a run
+arguments are static), with a tqdm bar over the reverse-diffusion steps (over chunks when
+worker processes compute them); with `shard=True` the chunk's batch is split over
+`jax.devices()`. `num_samples` draws are split into equal chunks (`chunk_sizes`), so a run
 never computes more than a few draws it throws away.
 With `num_workers > 1` ("auto": one per core on a CPU) the chunks, at least one per worker,
 are computed by that many spawned processes with one XLA thread each
@@ -18,6 +19,9 @@ chunks are computed on a Dask cluster instead (`runtime.executors`; "local" or a
 The draws are stored as `inference_data.iid_num_chains(num_samples)` chains (the largest of 4,
 3, 2 that divides num_samples, else one chain): every draw is kept, in `get_samples` and in
 the InferenceData alike.
+
+Over 300 lines: the run (chunk layout, where the chunks are computed: here, the process pool
+or Dask), its input checks and its results (samples, summary, InferenceData) are one object.
 """
 
 from __future__ import annotations
@@ -168,6 +172,7 @@ class IIDSampler:
         info = inspect_model(kernel.model, model_kwargs)
         if kernel.guidance.name in ("annealed", "mmps"):
             linear_gaussian(kernel.model, info, model_kwargs, check=True)
+        getattr(kernel, "check_inputs", lambda *_: None)(info, model_kwargs)  # kernel's own
         dynamic, static = _split_kwargs(model_kwargs)
         devices = jax.device_count() if self._sharded else 1
         start = time.perf_counter()
@@ -183,11 +188,24 @@ class IIDSampler:
             executor = resolve_executor(min(workers, n_chunks))
         outs = []
         chunks = self._chunks(keys, dynamic, static, size, executor)
+        # in this process the bar moves with every reverse-diffusion step (or Langevin level)
+        hook = getattr(kernel, "_progress", None)
+        here = executor.backend == "in-process" and hook is not None
+        steps = kernel.progress_steps if here else 1
+        bar = tqdm(desc=kernel.method, total=n_chunks * steps, disable=not self.progress_bar)
         try:
-            bar = tqdm(chunks, desc=kernel.method, total=n_chunks, disable=not self.progress_bar)
-            for out in bar:
+            if here and self.progress_bar:
+                bar.set_postfix_str("compiling")
+                hook.bar = bar
+            for out in chunks:
                 outs.append(jax.tree.map(np.asarray, out))
+                if not here:
+                    bar.update(1)
+                bar.set_postfix_str(f"{min(len(outs) * size, num_samples)} draws")
         finally:
+            if hook is not None:
+                hook.bar = None
+            bar.close()
             chunks.close()
             executor.close()
         x, stats, log_lik, det = jax.tree.map(lambda *a: np.concatenate(a)[:num_samples], *outs)

@@ -3,6 +3,8 @@
 - `runtime.processes`: independent chains or tasks in spawned worker processes, one XLA thread
   each (`run_chains_in_processes`, `imap_in_processes`, `resolve_num_workers`, and
   `keys_to_numpy` / `keys_from_numpy` to send JAX keys to them);
+- `runtime.executors`: where independent tasks run - this process, that process pool, or a
+  Dask cluster (`resolve_executor(num_workers, scheduler)`; `scheduler="local"` or an address);
 - `runtime.xla`: the workers' XLA flags and the compilation cache;
 - `runtime.model_init`: NumPyro's model initialisation for MCMC compiled as one program (a
   workaround for its eager, operation-by-operation initialisation; used by `nuts_baseline`).

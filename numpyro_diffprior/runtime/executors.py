@@ -93,7 +93,7 @@ class DaskExecutor(InProcessExecutor):
                 n_workers=_local_workers(num_workers),
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: clusters can coexist
                 # one XLA thread per worker, as in the process pool
                 env={"XLA_FLAGS": worker_xla_flags()},
             )

@@ -147,13 +147,12 @@ def run_chains_in_processes(
     groups = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
     with ProcessPoolExecutor(len(counts), mp_context=context, initializer=_init_worker,
                              initargs=(flags,)) as pool:  # fmt: skip
-        futures = [
-            pool.submit(
-                _run_job, fn, key_data[lo:hi], typed, progress_bar and w == 0,
-                {**kwargs, **{k: _chain_slice(v, lo, hi) for k, v in chain_kwargs.items()}},
-            )  # fmt: skip
-            for w, (lo, hi) in enumerate(groups)
-        ]
+        futures = []
+        for w, (lo, hi) in enumerate(groups):
+            job_kwargs = {k: _chain_slice(v, lo, hi) for k, v in chain_kwargs.items()}
+            show = progress_bar and w == 0
+            job = (fn, key_data[lo:hi], typed, show, {**kwargs, **job_kwargs})
+            futures.append(pool.submit(_run_job, *job))
         return [f.result() for f in futures]
 
 

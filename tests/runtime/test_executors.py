@@ -42,7 +42,7 @@ def cluster():
         n_workers=2,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: clusters can coexist
         env={"XLA_FLAGS": worker_xla_flags()},
     ) as local:
         yield local

@@ -1,0 +1,264 @@
+"""Amortised posterior sampling: plain reverse diffusion with a conditional denoiser of
+(theta, kappa) given the observed shear; no likelihood gradient, no guidance, no CG
+(docs/sampling.md, "Amortised posterior"; docs/design.md §6).
+
+- `AmortizedPosteriorSampler(model, ...)`: a kernel for `infer.runner.IIDSampler`, like
+  `DiffusionPosteriorSampler`. It takes the same NumPyro model: the prior site must hold an
+  `amortized.AmortizedPrior` (the conditional model), and the observation, mask and noise are
+  read from the model's shear likelihood (`infer.model_tracing.linear_gaussian`).
+- `sample_many(rng_key, prior, observations, num_draws)`: draws for K observations in one
+  batched (vmapped, jitted) call, for calibration; `sample_one` is its one-observation case.
+
+Inputs the model was not trained for are refused before sampling (`check_model_observation`,
+`check_observation_range`): a likelihood whose mean is not `kaiser_squires(kappa)` (checked on a
+random probe) or not Gaussian, shear maps of another preset's shape, a noise level or a masked
+fraction outside the checkpoint's `ObservationRange`, a mask not shared by all bins and both
+components.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from numpyro_diffprior.amortized.features import ShearObservation, observed_pixels
+from numpyro_diffprior.amortized.prior import AmortizedPrior, train_hint
+from numpyro_diffprior.diffusion.samplers import edm_sampler, euler_maruyama_sampler
+from numpyro_diffprior.infer.kernel import _ModelKernel
+from numpyro_diffprior.infer.model_tracing import linear_gaussian
+from numpyro_diffprior.simulator.shear import kaiser_squires
+
+__all__ = [
+    "AmortizedPosteriorSampler",
+    "AMORTIZED_DEFAULTS",
+    "NoGuidance",
+    "sample_many",
+    "sample_one",
+    "observation_from_model",
+    "check_observation_range",
+]
+
+# Heun on the probability-flow ODE from sigma_max 80 in 32 steps: the prior's own sampler.
+AMORTIZED_DEFAULTS = dict(sampler="ode", num_steps=32, sigma_min=0.002, sigma_max=80.0, rho=7.0)
+_TOL = 1e-3  # relative slack of the range and forward-model checks
+
+
+@dataclasses.dataclass(frozen=True)
+class NoGuidance:
+    """The amortised sampler's guidance: none (the observation is an input of the denoiser)."""
+
+    name: ClassVar[str] = "none"
+
+
+def _require_amortized(prior):
+    if not isinstance(prior, AmortizedPrior):
+        preset = getattr(prior, "preset", None) or "PRESET"
+        raise ValueError(
+            f"the amortised sampler needs an AmortizedPrior (a conditional model) at the model's "
+            f"prior site, got a {type(prior).__name__}; {train_hint(preset)} "
+            "(amortized.AmortizedPrior.load(DIR/checkpoint))"
+        )
+
+
+def _shear_shape(prior):
+    n_bins, ny, nx = prior.map_shape
+    return (n_bins, 2, ny, nx)
+
+
+def observation_from_model(model, info, model_kwargs, *, check=False) -> ShearObservation:
+    """The (C, 2, N, N) shear observation of a model's linear Gaussian likelihood.
+
+    With `check` (eager) the likelihood must be Gaussian with mean `kaiser_squires(kappa)`."""
+    prior = info.prior
+    try:
+        lg = linear_gaussian(model, info, model_kwargs, check=check)
+    except ValueError as err:
+        raise ValueError(
+            f"the amortised model was trained for Kaiser-Squires shear with Gaussian noise; the "
+            f"model's likelihood is not of that form ({err})"
+        ) from None
+    shape = _shear_shape(prior)
+    if lg.y.shape != (math.prod(shape),):
+        raise ValueError(
+            f"the model's observed sites hold {lg.y.shape[0]} values, but the amortised model "
+            f"(preset {prior.preset!r}) was trained on one shear map of shape {shape}"
+        )
+    if check:
+        _check_kaiser_squires(lg.loc_fn, prior)
+    observed = lg.precision > 0
+    std = jnp.where(observed, 1.0 / jnp.sqrt(jnp.where(observed, lg.precision, 1.0)), jnp.inf)
+    return ShearObservation(lg.y.reshape(shape), std.reshape(shape))
+
+
+def _check_kaiser_squires(loc_fn, prior):
+    x1 = prior.from_normalized(jax.random.normal(jax.random.PRNGKey(3), (prior.dim,)))
+    want = jnp.ravel(kaiser_squires(prior.unpack(x1)[1]))
+    err = max(float(jnp.max(jnp.abs(loc_fn(x1) - want))),
+              float(jnp.max(jnp.abs(loc_fn(prior.offset())))))  # fmt: skip
+    rel = err / float(jnp.max(jnp.abs(want)))
+    if not rel <= _TOL:
+        raise ValueError(
+            "the model's shear likelihood is not the forward model the amortised model was "
+            f"trained for: its mean differs from kaiser_squires(kappa) by {rel:.2g} (relative) "
+            "on a random probe. AmortizedPosteriorSampler serves shear = KaiserSquires(kappa) "
+            "+ Gaussian noise only; use DiffusionPosteriorSampler for other forward models"
+        )
+
+
+def check_observation_range(prior, observations) -> None:
+    """ValueError if `observations` (a ShearObservation, (C, 2, N, N) or (K, C, 2, N, N)) lie
+    outside what `prior` was trained on (its `observation_range`; None: any)."""
+    _require_amortized(prior)
+    shape = _shear_shape(prior)
+    std = np.asarray(observations.noise_std)
+    if std.shape[-4:] != shape or np.shape(observations.shear) != std.shape:
+        raise ValueError(
+            f"the observation has shape {np.shape(observations.shear)}, but the amortised model "
+            f"was trained for preset {prior.preset!r}: shear maps (C, 2, N, N) = {shape}"
+        )
+    rng = prior.observation_range
+    std = std.reshape((-1,) + shape)
+    for k, s in enumerate(std):
+        where = f"observation {k}: " if std.shape[0] > 1 else ""
+        observed = np.asarray(observed_pixels(s))
+        if not observed.any():
+            raise ValueError(f"{where}no observed pixel (every pixel is masked)")
+        if rng is None:
+            continue
+        if not (observed == observed[:1, :1]).all():
+            raise ValueError(
+                f"{where}the mask differs between tomographic bins or shear components; the "
+                "amortised model was trained on masks shared by every bin and both components"
+            )
+        frac = 1.0 - float(observed[0, 0].mean())
+        if frac > rng.max_masked_fraction + 1e-6:
+            raise ValueError(
+                f"{where}the mask hides {frac:.1%} of the pixels, outside the training range: "
+                f"the amortised model was trained on masks ({', '.join(rng.mask_family)}) "
+                f"hiding at most {rng.max_masked_fraction:.0%}"
+            )
+        ref = np.broadcast_to(np.asarray(rng.reference_noise)[:, None, None, None], shape)
+        ratio = s[observed] / ref[observed]
+        lo, hi = rng.noise_factor
+        if ratio.min() < lo * (1 - _TOL) or ratio.max() > hi * (1 + _TOL):
+            raise ValueError(
+                f"{where}noise level outside the training range: noise_std is "
+                f"{ratio.min():.3g}-{ratio.max():.3g} x the pixel noise of preset "
+                f"{prior.preset!r} ({', '.join(f'{v:.4g}' for v in rng.reference_noise)} per "
+                f"bin); the amortised model was trained on {lo:g}-{hi:g} x"
+            )
+
+
+def _sample_normalized(rng_key, prior, context, num, *, place=None, sampler, num_steps,
+                       sigma_min, sigma_max, rho):  # fmt: skip
+    """num draws x_n (num, D) for one observation's (unbatched) context."""
+    key_init, key_run = jax.random.split(rng_key)
+    x_init = sigma_max * jax.random.normal(key_init, (num, prior.dim))
+    x_init = x_init if place is None else place(x_init)
+    ctx = jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (num,) + c.shape), context)
+    denoise = lambda x, s: prior.conditional_denoise_normalized(x, s, ctx)
+    run = edm_sampler if sampler == "ode" else euler_maruyama_sampler
+    return run(key_run, denoise, num, prior.dim, num_steps=num_steps, sigma_min=sigma_min,
+               sigma_max=sigma_max, rho=rho, x_init=x_init)  # fmt: skip
+
+
+def _settings(sampler, num_steps, sigma_min, sigma_max, rho):
+    if sampler not in ("ode", "sde"):
+        raise ValueError(f"sampler must be 'ode' or 'sde', got {sampler!r}")
+    if int(num_steps) < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    if not 0 < sigma_min < sigma_max:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    return dict(sampler=sampler, num_steps=int(num_steps), sigma_min=float(sigma_min),
+                sigma_max=float(sigma_max), rho=float(rho))  # fmt: skip
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _sample_keys(keys, prior, observations, num_draws, settings):
+    """Draws (K, num_draws, D) for K observations, observation k with keys[k]."""
+    contexts = prior.encode(observations)
+    one = lambda key, ctx: _sample_normalized(key, prior, ctx, num_draws, **dict(settings))
+    return prior.from_normalized(jax.vmap(one)(keys, contexts))
+
+
+def _prepare(prior, observations, check, settings):
+    observations = ShearObservation(*(jnp.asarray(a, jnp.float32) for a in observations))
+    if check and not isinstance(observations.shear, jax.core.Tracer):
+        check_observation_range(prior, observations)
+    else:
+        _require_amortized(prior)
+    settings = _settings(**{**AMORTIZED_DEFAULTS, **settings})
+    return observations, tuple(sorted(settings.items()))
+
+
+def sample_many(rng_key, prior, observations, num_draws: int, *, check=True,
+                **settings) -> jnp.ndarray:  # fmt: skip
+    """Physical draws (K, num_draws, D) of p(theta, kappa | y_k) for K observations in one
+    jitted call (vmapped over the observations).
+
+    prior: an `AmortizedPrior`; observations: a `ShearObservation` with arrays
+    (K, C, 2, N, N) (noise_std inf where masked); settings: `AMORTIZED_DEFAULTS` keys.
+    Observation k uses the key `jax.random.split(rng_key, K)[k]`: its draws are those of
+    `sample_one(split(rng_key, K)[k], prior, observation k, num_draws)`.
+    With `check` (eager arrays) the observations must lie in the training range."""
+    observations, settings = _prepare(prior, observations, check, settings)
+    keys = jax.random.split(rng_key, observations.shear.shape[0])
+    return _sample_keys(keys, prior, observations, int(num_draws), settings)
+
+
+def sample_one(rng_key, prior, observation, num_draws: int, *, check=True,
+               **settings) -> jnp.ndarray:  # fmt: skip
+    """Physical draws (num_draws, D) for one (C, 2, N, N) observation (`sample_many`)."""
+    batched = ShearObservation(*(jnp.asarray(a)[None] for a in observation))
+    batched, settings = _prepare(prior, batched, check, settings)
+    return _sample_keys(rng_key[None], prior, batched, int(num_draws), settings)[0]
+
+
+_A = AMORTIZED_DEFAULTS
+
+
+class AmortizedPosteriorSampler(_ModelKernel):
+    """Plain reverse diffusion with the conditional denoiser of the model's `AmortizedPrior`:
+    i.i.d. draws of p(theta, kappa | shear) with no likelihood gradient.
+
+    Run it with `infer.runner.IIDSampler(sampler, num_samples, ...)`, as the other kernels;
+    the model is theirs (`infer.models.shear_model` or yours: one `AmortizedPrior` site and a
+    Gaussian shear likelihood with mean `kaiser_squires(kappa)`). sampler: "ode" (Heun on the
+    probability-flow ODE, 2 num_steps - 1 denoiser calls per draw) or "sde" (Euler-Maruyama,
+    num_steps calls), from sigma_max to sigma_min on the Karras rho ladder. Before sampling,
+    `IIDSampler.run` calls `check_inputs`: a model or observation the conditional model was
+    not trained for is a ValueError naming the problem (module docstring).
+    """
+
+    method = "amortized"
+
+    def __init__(self, model, *, sampler=_A["sampler"], num_steps=_A["num_steps"],
+                 sigma_min=_A["sigma_min"], sigma_max=_A["sigma_max"], rho=_A["rho"]):  # fmt: skip
+        self._sampling = _settings(sampler, num_steps, sigma_min, sigma_max, rho)
+        self.sampler, self.num_steps = sampler, int(num_steps)
+        self.sigma_min, self.sigma_max, self.rho = sigma_min, sigma_max, rho
+        super().__init__(model, "annealed")  # the base's state; the guidance is replaced:
+        self.guidance = NoGuidance()
+
+    def settings(self) -> dict:
+        calls = 2 * self.num_steps - 1 if self.sampler == "ode" else self.num_steps
+        return {**self._sampling, "denoiser_calls_per_draw": calls}
+
+    def check_inputs(self, info, model_kwargs) -> None:
+        """Eager checks of the model and its observation (called by `IIDSampler.run`)."""
+        _require_amortized(info.prior)
+        obs = observation_from_model(self.model, info, model_kwargs, check=True)
+        check_observation_range(info.prior, obs)
+
+    def _draw(self, rng_key, model, info, model_kwargs, num, place):
+        prior = info.prior
+        _require_amortized(prior)
+        context = prior.encode(observation_from_model(model, info, model_kwargs))
+        x_n = _sample_normalized(rng_key, prior, context, num, place=place, **self._sampling)
+        return x_n, {}
