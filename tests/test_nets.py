@@ -26,7 +26,9 @@ def test_config_json_round_trip_and_validation():
     with pytest.raises(ValueError, match="unknown NetworkConfig"):
         NetworkConfig.from_dict({"widht": 3})
     with pytest.raises(ValueError, match="obs_channels"):
-        NetworkConfig(obs_channels=2)
+        NetworkConfig(obs_channels=-1)
+    cond = NetworkConfig(obs_channels=8)  # a conditional (amortised) network
+    assert NetworkConfig.from_json(cond.to_json()) == cond
 
 
 def test_default_network_size_for_cpu():

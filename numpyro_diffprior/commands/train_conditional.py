@@ -26,8 +26,11 @@ def add_conditional_arguments(p):
     g.add_argument("--noise-range", default=None,
                    help="LO,HI: noise levels in units of the preset's pixel noise, log-uniform "
                    "(default 0.5,2)")  # fmt: skip
-    g.add_argument("--mask-family", default=None,
-                   help="comma-separated mask kinds of none, holes, edges (default: all three)")
+    g.add_argument(
+        "--mask-family",
+        default=None,
+        help="comma-separated mask kinds of none, holes, edges (default: all three)",
+    )
     g.add_argument("--max-masked-fraction", type=float, default=None,
                    help="largest masked fraction of the field (default 0.4)")  # fmt: skip
     g.add_argument("--uncond-prob", type=float, default=None,
@@ -84,6 +87,8 @@ def run_conditional(args, network_config, training_config, sample_batch, init_fr
         resume=args.resume, log_every=args.log_every, progress=not args.no_progress,
         init_from=init_from,
     )  # fmt: skip
-    print(f"conditional checkpoint: {ckpt.path} (step {ckpt.step}); sample with "
-          f"`numpyro-diffprior sample --method amortized --model {ckpt.path} --obs OBS.npz`")
+    print(
+        f"conditional checkpoint: {ckpt.path} (step {ckpt.step}); sample with "
+        f"`numpyro-diffprior sample --method amortized --model {ckpt.path} --obs OBS.npz`"
+    )
     return 0

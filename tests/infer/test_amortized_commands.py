@@ -72,8 +72,8 @@ def test_train_conditional_flags_are_checked(tmp_path, capsys):
     base = ["train", "--preset", "tiny", "--steps", "4", "--out", str(tmp_path / "run")]
     assert cli.main(base + ["--noise-range", "0.5,2"]) == 2
     assert "applies to --conditional only" in capsys.readouterr().err
-    for flags, message in ((["--noise-range", "2,1"], "--noise-range"),
-                           (["--mask-family", "stars"], "--mask-family"),
-                           (["--max-masked-fraction", "1.5"], "--max-masked-fraction")):  # fmt: skip
+    bad = [["--noise-range", "2,1"], ["--mask-family", "stars"], ["--max-masked-fraction", "2"]]
+    for flags in bad:
+        message = flags[0]
         assert cli.main(base + ["--conditional"] + flags) == 2
         assert message in capsys.readouterr().err
