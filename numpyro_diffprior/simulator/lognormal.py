@@ -8,11 +8,17 @@ Hilbert, Hartlap & Schneider (2011), Xavier et al. (2016):
    field ``ifft2(sqrt(P) fft2(z))`` with white ``z ~ N(0, 1)`` has angular power ``C_l``.
 2. ``xi_G,ij = log(1 + xi_ij / (lambda_i lambda_j))``, ``P_G = fft2(xi_G)`` (real), ``P_G(0) = 0``.
 3. ``g_hat(k) = S(k) z_hat(k)`` with ``S = P_G^{1/2}`` the symmetric PSD square root
-   (eigh, negative eigenvalues clipped to 0) of the C x C matrix at each mode. ``P_G`` depends
+   (negative eigenvalues clipped to 0) of the C x C matrix at each mode. ``P_G`` depends
    on ``|k_y|`` and ``|k_x|`` symmetrically, so the root is computed once per such pair of
-   modes (153 of the 544 half-plane modes for N = 32) and copied.
+   modes (153 of the 544 half-plane modes for N = 32, 2145 of 8320 for N = 128) and copied.
 4. ``kappa_i = lambda_i [exp(g_i - var(g_i)/2) - 1]`` with the theoretical ``var(g_i)`` of step 3,
    so that ``E[kappa_i] = 0`` and ``kappa_i >= -lambda_i``.
+
+Speed (docs/benchmarks.md): P and xi are even on the grid, so steps 1-2 run on the
+(N/2+1)^2 quadrant as cosine transforms (two small matrix products per transform, for the
+C (C + 1) / 2 distinct pairs), with every theta-independent index and matrix a cached numpy
+constant; the eigen-decompositions of step 3 are cyclic Jacobi rotations vectorised over all
+orbits (`jacobi_eigh`), and small matrix products are written out entry by entry.
 
 Everything is pure ``jax.numpy``: jit, vmap and grad (in ``cl``, ``shift`` and ``z``) work. The
 square root has a custom JVP (Daleckii-Krein divided differences written as
@@ -28,11 +34,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from numpyro_diffprior.simulator.psd_sqrt import _mm, _psd_sqrt_last, _t, jacobi_eigh, psd_sqrt
+
 __all__ = [
     "wavenumber_grid",
     "interpolate_cl",
     "power_grid",
     "psd_sqrt",
+    "jacobi_eigh",
     "half_plane_orbits",
     "isotropic_psd_sqrt",
     "gaussian_field",
@@ -101,107 +110,6 @@ def _grid_radii(npix: int, half: bool):
     return n2, inverse.reshape(npix, m_x.size)
 
 
-def _sqrt_eigen(w):
-    return jnp.sqrt(jnp.maximum(w, 0.0))
-
-
-def _mm(a, b):
-    """Matrix product of batch-last stacks of small matrices, (C, C, ...) x (C, C, ...), written
-    out entry by entry: on a CPU, XLA's batched dot costs 30x more for thousands of 5 x 5
-    matrices, and a broadcast sum over the middle axis 200x more."""
-    n, m = a.shape[0], b.shape[1]
-    rows = [[sum(a[i, k] * b[k, j] for k in range(b.shape[0])) for j in range(m)] for i in range(n)]
-    return jnp.stack([jnp.stack(row) for row in rows])
-
-
-def _t(a):
-    return jnp.swapaxes(a, 0, 1)
-
-
-_JACOBI_SWEEPS = 5
-
-
-def jacobi_eigh(a, sweeps: int = _JACOBI_SWEEPS):
-    """Eigen-decomposition of a batch-last stack of symmetric matrices a (C, C, ...) by cyclic
-    Jacobi rotations, vectorised over the batch: ``a = v diag(w) v^T`` with w (C, ...) unsorted
-    and v (C, C, ...) orthogonal.
-
-    Every rotation is a few element-wise operations on the whole batch, so thousands of 5 x 5
-    matrices cost a few times less than LAPACK's ``syevd`` called once per matrix, and the
-    result is relatively accurate. Five sweeps: the log-normal power matrices of the LSST-Y10
-    presets reach float32 rounding after four.
-    """
-    n = a.shape[0]
-    pairs = [(p, q) for p in range(n - 1) for q in range(p + 1, n)]
-
-    def sweep(_, carry):
-        a, v = carry
-        a = [[a[i, j] for j in range(n)] for i in range(n)]
-        v = [[v[i, j] for j in range(n)] for i in range(n)]
-        for p, q in pairs:
-            apq = a[p][q]
-            zero = apq == 0
-            # rotation angle that zeroes a_pq: t = tan(phi) of the smaller root
-            tau = jnp.clip((a[q][q] - a[p][p]) / jnp.where(zero, 1.0, 2.0 * apq), -1e15, 1e15)
-            sign = jnp.where(tau < 0, -1.0, 1.0)
-            t = jnp.where(zero, 0.0, sign / (jnp.abs(tau) + jnp.sqrt(1.0 + tau * tau)))
-            c = jax.lax.rsqrt(1.0 + t * t)
-            s = t * c
-            a_pp, a_qq = a[p][p] - t * apq, a[q][q] + t * apq
-            for r in range(n):
-                if r not in (p, q):
-                    a_rp, a_rq = a[r][p], a[r][q]
-                    a[r][p] = a[p][r] = c * a_rp - s * a_rq
-                    a[r][q] = a[q][r] = s * a_rp + c * a_rq
-            a[p][p], a[q][q] = a_pp, a_qq
-            a[p][q] = a[q][p] = jnp.zeros_like(apq)
-            for r in range(n):
-                v_rp, v_rq = v[r][p], v[r][q]
-                v[r][p] = c * v_rp - s * v_rq
-                v[r][q] = s * v_rp + c * v_rq
-        return jnp.stack([jnp.stack(row) for row in a]), jnp.stack([jnp.stack(row) for row in v])
-
-    a = 0.5 * (a + _t(a))
-    eye = jnp.eye(n, dtype=a.dtype).reshape((n, n) + (1,) * (a.ndim - 2))
-    a, v = jax.lax.fori_loop(0, sweeps, sweep, (a, jnp.broadcast_to(eye, a.shape)))
-    return jnp.stack([a[i, i] for i in range(n)]), v
-
-
-@jax.custom_jvp
-def _psd_sqrt_last(a):
-    """``psd_sqrt`` of a batch-last stack (C, C, ...)."""
-    w, v = jacobi_eigh(a)
-    return _mm(v * _sqrt_eigen(w)[None], _t(v))
-
-
-@_psd_sqrt_last.defjvp
-def _psd_sqrt_last_jvp(primals, tangents):
-    # Daleckii-Krein: dS = V (F o V^T dA V) V^T, F_ij = (s_i - s_j) / (w_i - w_j),
-    # = 1 / (s_i + s_j) when both eigenvalues are positive (no eigen-gap in the denominator).
-    (a,), (da,) = primals, tangents
-    w, v = jacobi_eigh(a)
-    s = _sqrt_eigen(w)
-    vt = _t(v)
-    s_out = _mm(v * s[None], vt)
-    pos = w > 0
-    both = pos[:, None] & pos[None, :]
-    one = pos[:, None] ^ pos[None, :]
-    s_sum = s[:, None] + s[None, :]
-    gap = w[:, None] - w[None, :]
-    f_both = 1.0 / jnp.where(both, s_sum, 1.0)
-    f_one = (s[:, None] - s[None, :]) / jnp.where(one, gap, 1.0)
-    f = jnp.where(both, f_both, jnp.where(one, f_one, 0.0))
-    da = 0.5 * (da + _t(da))
-    return s_out, _mm(_mm(v, f * _mm(_mm(vt, da), v)), vt)
-
-
-def psd_sqrt(a):
-    """Symmetric square root of a batch of symmetric (..., C, C) matrices, negative
-    eigenvalues clipped to 0: ``S = V diag(sqrt(max(w, 0))) V^T`` (`jacobi_eigh`)."""
-    a = jnp.asarray(a)
-    return jnp.moveaxis(_psd_sqrt_last(jnp.moveaxis(a, (-2, -1), (0, 1))), (0, 1), (-2, -1))
-
-
 @functools.cache
 def half_plane_orbits(npix: int):
     """Modes of the rfft2 half plane (N, N//2+1) grouped by the symmetries of the square grid.
@@ -264,7 +172,12 @@ def _orbit_gaussian_power(cl, ell, shift, npix, field_rad):
 
 
 def _orbit_sqrt(cl, ell, shift, npix, field_rad):
-    """Colouring matrices S (C, C, K), one per orbit: ``psd_sqrt`` of the Gaussian power."""
+    """Colouring matrices S (C, C, K), one per orbit: ``psd_sqrt`` of the Gaussian power.
+
+    The eigenvalue-clipped symmetric root for all of them: in the emulators' boxes up to a fifth
+    of the orbits (all at the corners of lsst-y10-jade's) have negative eigenvalues, too many
+    for a Cholesky factor with an eigen fallback of fixed size.
+    """
     return _psd_sqrt_last(_orbit_gaussian_power(cl, ell, shift, npix, field_rad))
 
 
@@ -371,6 +284,4 @@ def _simulate_kappa(theta, z, emulator, *, preset):
     theta = jnp.clip(theta, bounds[:, 0], bounds[:, 1])
     cl = emulate_cl(emulator, theta)
     shift = preset_shift(preset, theta)
-    return lognormal_kappa(
-        z, cl, emulator.ell, shift, npix=preset.npix, field_rad=preset.field_rad
-    )
+    return lognormal_kappa(z, cl, emulator.ell, shift, npix=preset.npix, field_rad=preset.field_rad)

@@ -50,5 +50,9 @@ def test_evaluate_prior_smoke_with_churn(tmp_path):
                 "theta_std_ratio_box", "auto_power_ratio", "w1_over_std"]:  # fmt: skip
         assert np.all(np.isfinite(r[key])), key
     assert r["theta_std_ratio_box"].shape == (2,) and r["auto_power_ratio"].shape == (2,)
+    assert r["skewness"].shape == r["skewness_simulator"].shape == (2,)
+    np.testing.assert_allclose(r["skewness_ratio"], r["skewness"] / r["skewness_simulator"])
+    assert r["auto_power_ratio_per_ell"].shape[0] == 2 and r["power_max_abs_error"] >= 0
     report = format_prior_report(r)
     assert "std ratio vs box prior" in report and "| Omega_c |" in report
+    assert "skewness: model / simulator" in report
