@@ -272,14 +272,16 @@ class DiffusionPrior(dist.Distribution):
         return base + acc
 
 
-def load_prior(model) -> DiffusionPrior:
-    """A DiffusionPrior from a checkpoint directory or a pretrained preset name."""
+def load_prior(model, *, prior_class=None) -> DiffusionPrior:
+    """A DiffusionPrior (or `prior_class`, a subclass) from a checkpoint directory or a
+    pretrained preset name."""
     from numpyro_diffprior.presets import PRESETS
 
+    cls = DiffusionPrior if prior_class is None else prior_class
     if os.path.isdir(model):
-        return DiffusionPrior.load(model)
+        return cls.load(model)
     if model in PRESETS:
-        return DiffusionPrior.from_pretrained(model)
+        return cls.from_pretrained(model)
     raise FileNotFoundError(
         f"model {model!r} is neither a checkpoint directory nor a preset ({', '.join(PRESETS)})"
     )

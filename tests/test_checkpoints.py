@@ -140,8 +140,21 @@ def test_damaged_or_missing_files_are_errors(saved, tmp_path):
 
 
 def test_load_pretrained_absent_is_clear_error():
-    with pytest.raises(ValueError, match="no pretrained model for preset 'tiny'"):
+    with pytest.raises(ValueError, match="no pretrained model for preset 'tiny'.*DIR/checkpoint"):
         load_pretrained("tiny")
+
+
+def test_load_checkpoint_of_a_train_out_folder_points_at_the_checkpoint(saved, tmp_path):
+    import shutil
+
+    path = saved[0]
+    out = tmp_path / "run"
+    shutil.copytree(path, out / "checkpoint")
+    with pytest.raises(
+        ValueError, match=r"is a `train --out` folder: the checkpoint is .*run/checkpoint"
+    ):
+        load_checkpoint(out)
+    assert load_checkpoint(out / "checkpoint").step == load_checkpoint(path).step
 
 
 def test_export_keeps_ema_weights_only(saved, tmp_path):

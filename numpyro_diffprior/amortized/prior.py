@@ -15,10 +15,9 @@ what the model was trained on; the sampler refuses observations outside it.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from numpyro_diffprior.amortized.simulate import ObservationRange
-from numpyro_diffprior.prior import DiffusionPrior
+from numpyro_diffprior.prior import DiffusionPrior, load_prior
 
 __all__ = ["AmortizedPrior", "load_amortized_prior", "train_hint"]
 
@@ -120,12 +119,4 @@ class AmortizedPrior(DiffusionPrior):
 
 def load_amortized_prior(model) -> AmortizedPrior:
     """An AmortizedPrior from a conditional checkpoint directory or a preset name (shipped)."""
-    from numpyro_diffprior.presets import PRESETS
-
-    if os.path.isdir(model):
-        return AmortizedPrior.load(model)
-    if model in PRESETS:
-        return AmortizedPrior.from_pretrained(model)
-    raise FileNotFoundError(
-        f"model {model!r} is neither a checkpoint directory nor a preset ({', '.join(PRESETS)})"
-    )
+    return load_prior(model, prior_class=AmortizedPrior)
