@@ -77,8 +77,8 @@ def main() -> None:
     ]
     lines += [
         "",
-        "Before the lazy imports every command, `--help` included, took 7-10 s (jax, numpyro, "
-        "haiku and arviz were imported to build the parser).",
+        "Each command imports its heavy modules (jax, numpyro, haiku, arviz) only once its "
+        "arguments are checked.",
         "",
     ]
     out = pathlib.Path(args.out)

@@ -218,5 +218,5 @@ def test_init_from_fine_tunes_from_ema_weights(tmp_path):
     assert stored.training_config.total_steps == 2
     assert stored.config["extra"]["init_from"] == str(start.path)
     assert stored.config["extra"]["init_from_step"] == 3
-    with pytest.raises(ValueError, match="trained for preset 'tiny'"):
+    with pytest.raises(ValueError, match="is for preset 'tiny', not 'lsst-y10-coarse'"):
         train("lsst-y10-coarse", tmp_path / "other", steps=2, init_from=start.path)

@@ -92,9 +92,10 @@ def test_noncentred_hmc_removes_mmps_shrinkage_on_the_amplitude_oracle():
     draws = {}
     for steps in (0, 40):
         # MMPS with the shipped network's settings, whose shrinkage the refinement removes
-        refine = NonCentredHMC(steps, step_size=0.05, whitening=oracles.amplitude_whitening(oracle))
+        whitening = oracles.amplitude_whitening(oracle)
+        refinements = (NonCentredHMC(steps, step_size=0.05, whitening=whitening),) if steps else ()
         sampler = DiffusionPosteriorSampler.for_shipped_network(
-            shear_model, refinements=(refine,) if steps else ()
+            shear_model, refinements=refinements
         )
         runner = IIDSampler(sampler, 128, chunk_size=128, progress_bar=False)
         runner.run(jax.random.PRNGKey(0), prior=prior, shear_obs=shear, noise_std=0.03)
