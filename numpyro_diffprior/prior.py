@@ -124,17 +124,8 @@ class DiffusionPrior(dist.Distribution):
     @classmethod
     def from_checkpoint(cls, checkpoint, **kwargs) -> DiffusionPrior:
         """A prior from a `checkpoints.Checkpoint`; its EMA weights become pytree data."""
-        preset = checkpoint.preset
-        return cls(
-            apply_fn=checkpoint.network_denoiser(),
-            params=checkpoint.ema_params,
-            normalizer=checkpoint.normalizer,
-            n_params=preset.n_params,
-            map_shape=preset.map_shape,
-            param_names=preset.param_names,
-            preset=preset.name,
-            **kwargs,
-        )
+        fields = checkpoint_fields(checkpoint)
+        return cls(apply_fn=checkpoint.network_denoiser(), **fields, **kwargs)
 
     @classmethod
     def from_pretrained(cls, preset_name: str = "lsst-y10-coarse", **kwargs) -> DiffusionPrior:
@@ -270,6 +261,19 @@ class DiffusionPrior(dist.Distribution):
         var = self.sigma_max**2 + 1.0
         base = -0.5 * jnp.sum(y**2) / var - 0.5 * dim * jnp.log(2 * jnp.pi * var)
         return base + acc
+
+
+def checkpoint_fields(checkpoint) -> dict:
+    """The prior's fields a checkpoint fixes: EMA weights, normaliser and the preset's shapes."""
+    preset = checkpoint.preset
+    return dict(
+        params=checkpoint.ema_params,
+        normalizer=checkpoint.normalizer,
+        n_params=preset.n_params,
+        map_shape=preset.map_shape,
+        param_names=preset.param_names,
+        preset=preset.name,
+    )
 
 
 def load_prior(model, *, prior_class=None) -> DiffusionPrior:

@@ -33,16 +33,9 @@ from numpyro_diffprior.sharding import (
 )
 from numpyro_diffprior.training import TrainingConfig, batch_key, make_trainer
 
-__all__ = [
-    "simulator_source",
-    "array_source",
-    "pool_source",
-    "dataset_source",
-    "measure_normalizer",
-    "heldout_loss_table",
-    "format_loss_table",
-    "train",
-]
+__all__ = ["simulator_source", "array_source", "pool_source", "dataset_source",
+           "measure_normalizer", "heldout_loss_table", "format_loss_table", "run_steps",
+           "train"]  # fmt: skip
 
 SIGMA_DECADES = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 
@@ -143,6 +136,29 @@ def format_loss_table(rows) -> str:
     return "\n".join(lines)
 
 
+def run_steps(update, state, sample_batch, data_key, batch_size, mesh, start, steps, *, log,
+              bar, save, log_every, checkpoint_every):  # fmt: skip
+    """Updates `start` .. `steps` - 1, each on a fresh batch `sample_batch(batch_key(data_key,
+    step), batch_size)`: a metrics line in `log` every `log_every` steps and at the end, the
+    bar moved every step, `save(state)` every `checkpoint_every` steps (not at the last one,
+    which the caller saves). Returns the final state."""
+    t0, ema_loss = time.perf_counter(), None
+    for step in range(start, steps):
+        batch = sample_batch(batch_key(data_key, step), batch_size)
+        state, metrics = update(state, shard_batch(batch, mesh))
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            m = {k: float(v) for k, v in metrics.items()}
+            ema_loss = m["loss"] if ema_loss is None else 0.8 * ema_loss + 0.2 * m["loss"]
+            m.update(step=step + 1, wall_s=time.perf_counter() - t0)
+            log.write(json.dumps(m) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{ema_loss:.4f}", theta=f"{m['loss_theta']:.3f}")
+        bar.update(1)
+        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            save(state)
+    return state
+
+
 def train(
     preset,
     out_dir,
@@ -202,9 +218,7 @@ def train(
         state = normalizer = init_params = None
         if init_from is not None:
             start_ckpt = (
-                init_from
-                if isinstance(init_from, Checkpoint)
-                else load_checkpoint(init_from)
+                init_from if isinstance(init_from, Checkpoint) else load_checkpoint(init_from)
             )
             # a network carries over to another shift model of the same geometry (fine-tuning
             # onto new maps); anything else is a different network
@@ -239,14 +253,9 @@ def train(
     state = replicate(state, mesh)
     batch_size = training_config.batch_size
     save = lambda s: save_checkpoint(
-        ckpt_path,
-        s,
-        preset=preset,
-        normalizer=normalizer,
-        network_config=network_config,
-        training_config=training_config,
-        extra=provenance or None,
-    )
+        ckpt_path, s, preset=preset, normalizer=normalizer, network_config=network_config,
+        training_config=training_config, extra=provenance or None,
+    )  # fmt: skip
     main = jax.process_index() == 0  # on several hosts, process 0 writes out_dir
     if not main:
         save = lambda s: None
@@ -255,21 +264,10 @@ def train(
     log = open(out_dir / "metrics.jsonl" if main else os.devnull, "a")
     bar = tqdm(total=steps, initial=start, disable=not (progress and main), desc="train",
                unit="step")  # fmt: skip
-    t0, ema_loss = time.perf_counter(), None
     try:
-        for step in range(start, steps):
-            batch = sample_batch(batch_key(data_key, step), batch_size)
-            state, metrics = update(state, shard_batch(batch, mesh))
-            if (step + 1) % log_every == 0 or step + 1 == steps:
-                m = {k: float(v) for k, v in metrics.items()}
-                ema_loss = m["loss"] if ema_loss is None else 0.8 * ema_loss + 0.2 * m["loss"]
-                m.update(step=step + 1, wall_s=time.perf_counter() - t0)
-                log.write(json.dumps(m) + "\n")
-                log.flush()
-                bar.set_postfix(loss=f"{ema_loss:.4f}", theta=f"{m['loss_theta']:.3f}")
-            bar.update(1)
-            if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-                save(state)
+        state = run_steps(update, state, sample_batch, data_key, batch_size, mesh, start, steps,
+                          log=log, bar=bar, save=save, log_every=log_every,
+                          checkpoint_every=checkpoint_every)  # fmt: skip
     finally:
         bar.close()
         log.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 from numpyro_diffprior.amortized.simulate import ObservationRange
-from numpyro_diffprior.prior import DiffusionPrior, load_prior
+from numpyro_diffprior.prior import DiffusionPrior, checkpoint_fields, load_prior
 
 __all__ = ["AmortizedPrior", "load_amortized_prior", "train_hint"]
 
@@ -84,13 +84,8 @@ class AmortizedPrior(DiffusionPrior):
         )
         return cls(
             denoiser,
-            params=checkpoint.ema_params,
             observation_range=ObservationRange.from_dict(config["observation_range"]),
-            normalizer=checkpoint.normalizer,
-            n_params=preset.n_params,
-            map_shape=preset.map_shape,
-            param_names=preset.param_names,
-            preset=preset.name,
+            **checkpoint_fields(checkpoint),
             **kwargs,
         )
 

@@ -18,8 +18,6 @@ is that prior.
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import jax
@@ -41,18 +39,16 @@ from numpyro_diffprior.sharding import (
     make_mesh,
     replicate,
     replicated_sharding,
-    shard_batch,
 )
 from numpyro_diffprior.training import (
     Trainer,
     TrainingConfig,
     TrainState,
-    batch_key,
     ema_decay,
     make_optimizer,
     make_optimizer_schedule,
 )
-from numpyro_diffprior.training_loop import measure_normalizer, simulator_source
+from numpyro_diffprior.training_loop import measure_normalizer, run_steps, simulator_source
 
 __all__ = ["make_conditional_trainer", "train_conditional"]
 
@@ -170,6 +166,7 @@ def train_conditional(preset, out_dir, *, steps, sample_batch=None, network_conf
     mesh = make_mesh(devices)
     rep, bsh = replicated_sharding(mesh), batch_sharding(mesh)
     update = jax.jit(trainer.update, in_shardings=(rep, bsh), out_shardings=(rep, rep))
+    data_key = state.rng_key  # never changes
     state = replicate(state, mesh)
     save = lambda s: save_checkpoint(
         ckpt_path, s, preset=preset, normalizer=normalizer, network_config=network_config,
@@ -177,23 +174,14 @@ def train_conditional(preset, out_dir, *, steps, sample_batch=None, network_conf
         observation_range=observation_range.to_dict(),
     )  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
-    start, t0 = int(state.step), time.perf_counter()
+    start = int(state.step)
     bar = tqdm(total=steps, initial=start, disable=not progress, desc="train --conditional",
                unit="step")  # fmt: skip
     with open(out_dir / "metrics.jsonl", "a") as log:
         try:
-            for step in range(start, steps):
-                batch = sample_batch(batch_key(state.rng_key, step), training_config.batch_size)
-                state, metrics = update(state, shard_batch(batch, mesh))
-                if (step + 1) % log_every == 0 or step + 1 == steps:
-                    m = {k: float(v) for k, v in metrics.items()}
-                    m.update(step=step + 1, wall_s=time.perf_counter() - t0)
-                    log.write(json.dumps(m) + "\n")
-                    log.flush()
-                    bar.set_postfix(loss=f"{m['loss']:.4f}", theta=f"{m['loss_theta']:.3f}")
-                bar.update(1)
-                if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-                    save(state)
+            state = run_steps(update, state, sample_batch, data_key, training_config.batch_size,
+                              mesh, start, steps, log=log, bar=bar, save=save,
+                              log_every=log_every, checkpoint_every=checkpoint_every)  # fmt: skip
         finally:
             bar.close()
     save(state)
