@@ -75,6 +75,7 @@ def test_resolve_executor_backends_without_starting_anything():
         IIDSampler(AnnealedLangevinSampler(shear_model), 8, shard=True, scheduler="local")
 
 
+@pytest.mark.slow  # a Dask LocalCluster: 10-15 s each on 2 cores
 @pytest.mark.processes
 def test_calibration_on_dask_equals_one_process(cluster):
     """5 observations on the cluster (by its address): the draws, truths and scores of one
@@ -101,6 +102,7 @@ def _gaussian_case(seed=5):
     return dict(prior=prior, shear_obs=kaiser_squires(kappa) + noise, noise_std=NOISE)
 
 
+@pytest.mark.slow  # a Dask LocalCluster: 10-15 s each on 2 cores
 @pytest.mark.processes
 def test_runner_draws_on_dask_equal_the_serial_draws(client):
     """2 Dask workers compute the 2 chunks of 4 draws; one process computing the same chunks
@@ -120,6 +122,7 @@ def _square_plus(x, y):
     return x * x + y
 
 
+@pytest.mark.slow  # a Dask LocalCluster: 10-15 s each on 2 cores
 @pytest.mark.processes
 def test_local_scheduler_starts_and_closes_its_cluster():
     """scheduler="local": a LocalCluster of num_workers processes for the run, results in

@@ -291,6 +291,7 @@ def test_psd_sqrt_clips_negative_eigenvalues_and_is_finite_when_singular():
     assert bool(jnp.all(jnp.isfinite(grad)))
 
 
+@pytest.mark.slow  # 128 x 128 x 5 maps and gradients: ~20 s on 2 cores
 def test_lsst_y10_jade_power_and_gradients():
     """128 x 128 x 5 maps (lsst-y10-jade, shipped emulator) at fiducial: power within 5 s.e.
     of the exact grid theory; gradients in theta and z finite, also at a corner of the box
