@@ -53,9 +53,7 @@ def main(args):
         shear_obs=obs["shear"],
         noise_std=noise,
     )
-    idata = runner.to_inference_data(
-        truth={"theta": obs["theta_true"], "kappa": obs["kappa_true"]}
-    )
+    idata = runner.to_inference_data(truth={"theta": obs["theta_true"], "kappa": obs["kappa_true"]})
     print(az.summary(idata, var_names=["theta"], kind="stats"))
     print("truth:", dict(zip(prior.param_names, obs["theta_true"].tolist(), strict=True)))
     if args.out:

@@ -250,7 +250,7 @@ def load_pretrained(preset_name: str = "lsst-y10-coarse") -> Checkpoint:
         raise ValueError(
             f"no pretrained model for preset {preset.name!r} (looked in {path}); available: "
             f"{available or 'none'}. Train one with `numpyro-diffprior train --preset "
-            f"{preset.name} --out DIR` and load it with load_checkpoint(\"DIR/checkpoint\")."
+            f'{preset.name} --out DIR` and load it with load_checkpoint("DIR/checkpoint").'
         )
     ckpt = load_checkpoint(path)
     if not ckpt.preset.same_spectra(preset):

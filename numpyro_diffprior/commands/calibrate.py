@@ -3,7 +3,11 @@
 Argument parsing only: the run is `diagnostics.calibrate.run_calibration` with the samplers of
 `diagnostics.calibration_samplers` ("diffusion", "langevin": the trained prior on
 `infer.models.shear_model`; "nuts": `infer.nuts.nuts_baseline`). Those names are re-exported
-here for old imports.
+here for old imports. "amortized" runs `diagnostics.calibrate_amortized`: each observation's
+mask and noise level drawn from the conditional model's training family, `--obs-per-batch`
+observations per batched sampling call, in this process (--workers and --scheduler refused).
+The command has no fixed --mask/--noise: the other methods use the preset's default noise and
+no mask, the amortised one the training family.
 """
 
 from __future__ import annotations
@@ -47,8 +51,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=(
             "Simulate --num-obs observations (theta from the prior), sample each posterior with "
             "--method and write report.md, tarp.png, mira.png and calibration.json to --out. "
-            "Draws are saved to --out/progress.npz after every observation; rerunning the same "
-            "command resumes there."
+            "Draws are saved to --out/progress.npz after every observation (every batch for "
+            "--method amortized); rerunning the same command resumes there. With --method "
+            "amortized each observation gets its own mask and noise level, drawn from the "
+            "conditional model's training family (its checkpoint's observation_range); the "
+            "other methods use no mask and the preset's pixel noise."
         ),
     )
     parser.add_argument(
@@ -70,6 +77,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--warmup", type=int, default=300, help="NUTS warmup per observation")
     parser.add_argument(
+        "--obs-per-batch", type=int, default=8,
+        help="--method amortized: observations per batched sampling call (the results do not "
+        "depend on it; memory does)",
+    )  # fmt: skip
+    parser.add_argument(
         "--workers",
         default="auto",
         help="processes sampling observations in parallel (auto: one per CPU core on a CPU, "
@@ -90,17 +102,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from numpyro_diffprior.diagnostics.report import write_calibration_report
     from numpyro_diffprior.presets import get_preset
 
     if args.num_draws < 3:
         raise ValueError(f"--num-draws must be >= 3, got {args.num_draws}")
+    if args.method == "amortized":
+        return _report(args, *_run_amortized(args))
     workers = resolve_num_workers(args.workers, args.num_obs)
     scheduler = check_scheduler(args.scheduler)
-    if args.method in ("diffusion", "langevin", "amortized"):
+    if args.method in ("diffusion", "langevin"):
         preset = get_preset(load_prior_for(args.method, args.model).preset)
-        if args.method == "amortized" and args.guidance is not None:
-            raise ValueError("--guidance does not apply to --method amortized (no guidance)")
         kwargs = {} if args.guidance is None else {"guidance": args.guidance}
         if args.num_steps is not None:
             kwargs["num_levels" if args.method == "langevin" else "num_steps"] = args.num_steps
@@ -137,6 +148,57 @@ def run(args) -> int:
         scheduler=scheduler,
     )
     where = f"{workers} worker process(es)" if scheduler is None else f"Dask ({scheduler})"
+    return _report(args, preset, result, where)
+
+
+def _run_amortized(args):
+    """(preset, result, where) of `run_amortized_calibration` for the command's flags."""
+    from numpyro_diffprior.diagnostics.calibrate_amortized import run_amortized_calibration
+    from numpyro_diffprior.presets import get_preset
+
+    for flag, given in (("--guidance", args.guidance), ("--scheduler", args.scheduler),
+                        ("--workers", str(args.workers) not in ("auto", "1"))):  # fmt: skip
+        if given:
+            raise ValueError(
+                f"{flag} does not apply to --method amortized: it has no guidance, and samples "
+                "--obs-per-batch observations per batched call in this process"
+            )
+    if args.obs_per_batch < 1:
+        raise ValueError(f"--obs-per-batch must be >= 1, got {args.obs_per_batch}")
+    prior = load_prior_for("amortized", args.model)
+    rng = prior.observation_range
+    if rng is not None:
+        print(
+            "amortised calibration: each observation's mask and noise level are drawn from the "
+            f"model's training family (masks {', '.join(rng.mask_family)} hiding 0-"
+            f"{rng.max_masked_fraction:.0%}, noise {rng.noise_factor[0]:g}-"
+            f"{rng.noise_factor[1]:g} x the preset's pixel noise)"
+        )
+    settings = {} if args.num_steps is None else {"num_steps": args.num_steps}
+    result = run_amortized_calibration(
+        jax.random.key(args.seed),
+        prior,
+        args.num_obs,
+        num_draws=args.num_draws,
+        obs_per_batch=args.obs_per_batch,
+        progress=not args.no_progress,
+        seed=args.seed,
+        progress_file=_progress_path(args.out),
+        run_label=f"{args.model} amortized",
+        **settings,
+    )
+    frac, factor = result["masked_fraction"], result["noise_factor"]
+    where = (
+        f"batches of {args.obs_per_batch} observations, masks and noise from the training "
+        f"family (masked {frac.min():.0%}-{frac.max():.0%}, noise {factor.min():.2f}-"
+        f"{factor.max():.2f} x the pixel noise)"
+    )
+    return get_preset(prior.preset), result, where
+
+
+def _report(args, preset, result, where) -> int:
+    from numpyro_diffprior.diagnostics.report import write_calibration_report
+
     notes = (
         f"Preset `{preset.name}`, method `{args.method}`, {args.num_draws} draws per "
         f"observation, {where}, wall time {result['wall_time_s']:.1f} s."

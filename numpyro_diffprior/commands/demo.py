@@ -1,4 +1,4 @@
-"""`numpyro-diffprior demo`: the main job (simulate, sample three ways, compare, report)."""
+"""`numpyro-diffprior demo`: the main job (simulate, sample four ways, compare, report)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,17 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
-        "demo", help="simulate an observation, run diffusion, Langevin and NUTS, write a report"
+        "demo",
+        help="simulate an observation, run diffusion, Langevin, amortised and NUTS, write a report",
     )
     p.add_argument("--out", default="results", help="output directory (default: results)")
     p.add_argument("--preset", default=None, help="preset name (default: lsst-y10-coarse)")
     p.add_argument("--checkpoint", default=None, help="model directory (default: shipped model)")
+    p.add_argument(
+        "--amortized-model",
+        default=None,
+        help="conditional model directory (default: the shipped one; none: no amortised run)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-draws", type=int, default=None, help="posterior draws per sampler")
     p.add_argument("--quick", action="store_true", help="tiny run sizes (smoke test)")
@@ -41,6 +47,7 @@ def run(args) -> int:
         args.out,
         preset=args.preset or DEFAULT_PRESET,
         checkpoint=args.checkpoint,
+        amortized_checkpoint=args.amortized_model,
         seed=args.seed,
         settings=settings,
         progress_bar=not args.no_progress,

@@ -7,7 +7,9 @@
   `amortized.AmortizedPrior` (the conditional model), and the observation, mask and noise are
   read from the model's shear likelihood (`infer.model_tracing.linear_gaussian`).
 - `sample_many(rng_key, prior, observations, num_draws)`: draws for K observations in one
-  batched (vmapped, jitted) call, for calibration; `sample_one` is its one-observation case.
+  batched (vmapped, jitted) call, for calibration; `sample_with_keys` is the same with one key
+  per observation (its draws then do not depend on the batch it is in); `sample_one` is the
+  one-observation case.
 
 Inputs the model was not trained for are refused before sampling (`check_model_observation`,
 `check_observation_range`): a likelihood whose mean is not `kaiser_squires(kappa)` (checked on a
@@ -39,6 +41,7 @@ __all__ = [
     "AMORTIZED_DEFAULTS",
     "NoGuidance",
     "sample_many",
+    "sample_with_keys",
     "sample_one",
     "observation_from_model",
     "check_observation_range",
@@ -207,8 +210,20 @@ def sample_many(rng_key, prior, observations, num_draws: int, *, check=True,
     Observation k uses the key `jax.random.split(rng_key, K)[k]`: its draws are those of
     `sample_one(split(rng_key, K)[k], prior, observation k, num_draws)`.
     With `check` (eager arrays) the observations must lie in the training range."""
+    keys = jax.random.split(rng_key, np.shape(observations[0])[0])
+    return sample_with_keys(keys, prior, observations, num_draws, check=check, **settings)
+
+
+def sample_with_keys(keys, prior, observations, num_draws: int, *, check=True,
+                     **settings) -> jnp.ndarray:  # fmt: skip
+    """`sample_many` with one key per observation: keys (K,) (or raw (K, 2)); observation k's
+    draws are `sample_one(keys[k], prior, observation k, num_draws)`, whatever else is in the
+    batch (`diagnostics.calibrate_amortized` relies on it)."""
     observations, settings = _prepare(prior, observations, check, settings)
-    keys = jax.random.split(rng_key, observations.shear.shape[0])
+    if len(keys) != observations.shear.shape[0]:
+        raise ValueError(
+            f"got {len(keys)} keys for {observations.shear.shape[0]} observations; need one each"
+        )
     return _sample_keys(keys, prior, observations, int(num_draws), settings)
 
 
