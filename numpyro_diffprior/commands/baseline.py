@@ -15,7 +15,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=(
             "Run NumPyro NUTS on simulator.model.lensing_model conditioned on the shear in --obs "
             "(an .npz written by observations.save_observation) and write InferenceData "
-            "(netCDF) to --out."
+            "(netCDF) to --out. With --checkpoint DIR the run is resumable: NUTS saves its "
+            "state and draws to DIR every --checkpoint-every iterations (warmup included), and "
+            "the same command run again continues from there."
         ),
     )
     parser.add_argument("--preset", default=None, help="preset (default: the observation's)")
@@ -40,6 +42,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-tree-depth", type=int, default=10)
     parser.add_argument("--target-accept", type=float, default=0.8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="DIR",
+        help="directory that makes the run resumable: rerun the same command to continue an "
+        "interrupted run (a run with another observation or settings is refused; --samples "
+        "may grow); without it, nothing is saved until the end",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=100,
+        metavar="N",
+        help="iterations between checkpoints (default 100)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -58,6 +75,10 @@ def run(args) -> int:
         raise ValueError(f"--target-accept must be in (0, 1), got {args.target_accept}")
     if args.max_tree_depth < 1:
         raise ValueError(f"--max-tree-depth must be >= 1, got {args.max_tree_depth}")
+    if args.checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+    if args.checkpoint is not None and os.path.isfile(args.checkpoint):
+        raise ValueError(f"--checkpoint {args.checkpoint!r} is a file; it must be a directory")
     check_output_path(args.out, what="--out")
     obs = load_observation(args.obs)
 
@@ -71,6 +92,8 @@ def run(args) -> int:
         raise ValueError(
             f"--preset {args.preset!r} differs from the observation's {obs['preset']!r}"
         )
+    if args.checkpoint is not None and os.path.exists(os.path.join(args.checkpoint, "run.json")):
+        print(f"continuing the run saved in {args.checkpoint}", flush=True)
     truth = {}
     if obs["theta_true"] is not None:
         truth["theta"] = obs["theta_true"]
@@ -91,6 +114,8 @@ def run(args) -> int:
         target_accept_prob=args.target_accept,
         truth=truth or None,
         progress_bar=not args.no_progress,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
     )
     directory = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(directory, exist_ok=True)

@@ -16,12 +16,12 @@ import time
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from numpyro.infer import MCMC, NUTS, init_to_median
 
 from numpyro_diffprior.infer.inference_data import to_inference_data
+from numpyro_diffprior.infer.nuts_segments import EXTRA_FIELDS, chain_keys, sample_stats
 from numpyro_diffprior.observations import broadcast_mask
 from numpyro_diffprior.presets import get_preset
 from numpyro_diffprior.runtime.model_init import constrained_sites, initial_params, model_potential
@@ -29,23 +29,10 @@ from numpyro_diffprior.runtime.processes import resolve_num_workers
 from numpyro_diffprior.validation import check_observation
 
 __all__ = [
-    "nuts_baseline",
-    "convergence_summary",
-    "baseline_inference_data",
-    "EXTRA_FIELDS",
-    "CHAIN_METHODS",
-    "resolve_chain_method",
-    "where_chains_run",
-]
+    "nuts_baseline", "convergence_summary", "baseline_inference_data", "EXTRA_FIELDS",
+    "CHAIN_METHODS", "resolve_chain_method", "where_chains_run",
+]  # fmt: skip
 
-# NumPyro extra field -> sample_stats name (ArviZ conventions).
-EXTRA_FIELDS = {
-    "potential_energy": "lp",
-    "accept_prob": "acceptance_rate",
-    "adapt_state.step_size": "step_size",
-    "num_steps": "n_steps",
-    "diverging": "diverging",
-}
 CHAIN_METHODS = ("vectorized", "sequential", "parallel", "processes", "auto")
 IN_PROCESS_METHODS = ("vectorized", "sequential", "parallel")  # NumPyro's
 
@@ -119,6 +106,8 @@ def nuts_baseline(
     emulator=None,
     chain_method: str = "vectorized",
     num_workers=1,
+    checkpoint=None,
+    checkpoint_every: int = 100,
 ):
     """Run NUTS on `lensing_model` (or `model`, same sites) given `shear_obs` (C, 2, N, N).
 
@@ -136,6 +125,11 @@ def nuts_baseline(
     spawned processes (`runtime.processes`; the fastest on a multi-core CPU; needs a picklable
     model and a `__main__` guard), whose draws equal "sequential"'s). chain_method
     "processes" and "auto" are deprecated spellings of num_workers (`where_chains_run`).
+
+    checkpoint: a directory to make the run resumable (`infer.nuts_segments`): NUTS then runs
+    `checkpoint_every` iterations at a time (warmup included) and saves its state and draws
+    after each; a rerun with the same arguments continues from there, one with another
+    observation or settings is refused (ValueError). Its times add up over the sessions.
     """
     preset = get_preset(preset)
     if shear_obs is None:
@@ -164,6 +158,13 @@ def nuts_baseline(
             preset=preset, shear_obs=shear_obs, mask=mask, noise_std=noise_std, emulator=emulator
         ),
     )
+    run = _run_nuts
+    if checkpoint is not None:
+        from numpyro_diffprior.infer.nuts_segments import checkpointed_runner
+
+        run = checkpointed_runner(
+            checkpoint, checkpoint_every, rng_key, job, num_chains, chain_method, workers
+        )
     start = time.perf_counter()
     # The keys NumPyro's own chain methods give each chain ("processes" draws = "sequential"'s).
     keys = rng_key[None] if num_chains == 1 else jax.random.split(rng_key, num_chains)
@@ -175,18 +176,23 @@ def nuts_baseline(
         # 2 chains rounds the initial gradient differently (XLA reduces in another order; 1
         # ulp), and NUTS, whose discrete choices (U-turns, multinomial picks) amplify any
         # difference, then gives different draws.
-        _, init_keys = _chain_keys(keys, num_chains)
+        _, init_keys = chain_keys(keys, num_chains)
         init = initial_params(
             init_keys, model, job["model_kwargs"], job["kernel_kwargs"]["init_strategy"]
         )
+        per_chain = {"init": init}
+        if checkpoint is not None:  # names each worker's checkpoint subdirectory
+            per_chain["chain_index"] = np.arange(num_chains)
         runs = run_chains_in_processes(
-            _run_nuts, keys, num_workers=workers, progress_bar=progress_bar,
-            chain_kwargs={"init": init}, chain_method="sequential", **job,
+            run, keys, num_workers=workers, progress_bar=progress_bar,
+            chain_kwargs=per_chain, chain_method="sequential", **job,
         )  # fmt: skip
     else:
-        chain_keys = keys[0] if num_chains == 1 else keys
-        runs = [_run_nuts(chain_keys, num_chains, progress_bar, chain_method=chain_method, **job)]
+        keys = keys[0] if num_chains == 1 else keys
+        runs = [run(keys, num_chains, progress_bar, chain_method=chain_method, **job)]
     total_time = time.perf_counter() - start
+    if checkpoint is not None:  # times saved over all sessions
+        total_time = max(r["warmup_time"] + r["sampling_time"] for r in runs)
     # Workers run side by side: the slowest one sets the sampling time; the rest of the wall
     # time (process start, imports, compilation, warmup) counts as warmup.
     sampling_time = max(r["sampling_time"] for r in runs)
@@ -219,18 +225,8 @@ def nuts_baseline(
     return baseline_inference_data(preset, theta, kappa, shear_obs, stats, attrs, truth, mask)
 
 
-def _chain_keys(chain_keys, num_chains):
-    """(sampler keys, init keys): each chain's key splits, as NumPyro's HMC.init does, into a
-    sampler key and an init key. `chain_keys` is one key per chain (a single key for one
-    chain); the results are unbatched for a single chain."""
-    pairs = jax.vmap(jax.random.split)(jnp.reshape(chain_keys, (num_chains,)))  # (chains, 2)
-    if num_chains == 1:
-        return pairs[0, 0], pairs[0, 1]
-    return pairs[:, 0], pairs[:, 1]
-
-
 def _run_nuts(
-    chain_keys, num_chains, progress_bar, *, model, kernel_kwargs, num_warmup, num_samples,
+    keys, num_chains, progress_bar, *, model, kernel_kwargs, num_warmup, num_samples,
     chain_method, model_kwargs, init=None,
 ) -> dict:  # fmt: skip
     """One NumPyro MCMC run: draws, sample stats (numpy), its sampling time and gradients.
@@ -241,7 +237,7 @@ def _run_nuts(
     """
     kernel_kwargs = dict(kernel_kwargs)
     init_strategy = kernel_kwargs.pop("init_strategy")
-    run_keys, init_keys = _chain_keys(chain_keys, num_chains)
+    run_keys, init_keys = chain_keys(keys, num_chains)
     if init is None:
         init = initial_params(init_keys, model, model_kwargs, init_strategy)
     kernel = NUTS(potential_fn=model_potential(model, model_kwargs), **kernel_kwargs)
@@ -263,17 +259,7 @@ def _run_nuts(
     sampling_time = time.perf_counter() - start
     samples = constrained_sites(model, model_kwargs, samples, ("theta", "kappa"))
     fields = mcmc.get_extra_fields(group_by_chain=True)
-    stats = {name: np.asarray(fields[key]) for key, name in EXTRA_FIELDS.items()}
-    stats["lp"] = -stats["lp"]
-    stats["tree_depth"] = np.ceil(np.log2(stats["n_steps"] + 1.0)).astype(np.int64)
-    n_steps = stats["n_steps"]
-    # Gradients one after the other: vectorised chains advance in lockstep (per iteration the
-    # slowest chain's trajectory sets the cost), parallel ones side by side (the longest chain
-    # does), sequential ones add up.
-    lockstep = {
-        "vectorized": lambda: np.sum(np.max(n_steps, axis=0)),
-        "parallel": lambda: np.max(np.sum(n_steps, axis=1)),
-    }.get(chain_method, lambda: np.sum(n_steps))()
+    stats, lockstep = sample_stats(fields, chain_method)
     return {
         "theta": samples["theta"],
         "kappa": samples["kappa"],
