@@ -83,16 +83,22 @@ def report(data: dict) -> str:
         theta = np.asarray(data["theta"], dtype=np.float64)
         ess = np.atleast_1d(effective_sample_size(theta)).tolist()
     proj = []
+    warm_done = steps[:, :w].shape[1]
+    per_iter = basis = None
     if grads_samp > 0:
-        per_iter = grads_samp / (data["chains"] * n_draws)
-        warm_per_iter = grads_warm / (data["chains"] * w) if w else 0.0
+        per_iter, basis = grads_samp / (data["chains"] * n_draws), "the sampling rate"
+    elif warm_done:  # no draws yet: the late warmup's rate
+        late = steps[:, max(0, warm_done - 20) : warm_done]
+        per_iter, basis = late.mean(), f"the last {late.shape[1]} warmup iterations' rate"
+    if per_iter:
+        warm_per_iter = grads_warm / (data["chains"] * warm_done) if warm_done else 0.0
         ref = REF_CHAINS * REF_ITERATIONS * per_iter * ms / 1e3
         proj.append(
             (
-                f"**{REF_CHAINS} chains x {REF_ITERATIONS:,} iterations** at the sampling "
-                f"rate ({per_iter:.0f} gradients per iteration x {ms:.3g} ms)",
+                f"**{REF_CHAINS} chains x {REF_ITERATIONS:,} iterations** at {basis} "
+                f"({per_iter:.0f} gradients per iteration x {ms:.3g} ms)",
                 f"**{_hours(ref)}** on one core; {_hours(ref / REF_CHAINS)} with one core "
-                f"per chain; + warmup ({warm_per_iter:.0f} gradients per iteration, "
+                f"per chain; + warmup ({warm_per_iter:.0f} gradients per iteration so far: "
                 f"{_hours(w * warm_per_iter * ms / 1e3)} per chain of {w})",
             )
         )

@@ -34,6 +34,7 @@ from numpyro_diffprior.infer.mcmc_checkpoint import (
     save_group,
 )
 from numpyro_diffprior.runtime.model_init import constrained_sites, initial_params, model_potential
+from numpyro_diffprior.runtime.processes import keys_to_numpy
 
 __all__ = [
     "EXTRA_FIELDS",
@@ -89,12 +90,13 @@ def checkpointed_runner(checkpoint, every, rng_key, job: dict, num_chains, chain
     kw, kernel = job["model_kwargs"], dict(job["kernel_kwargs"])
     kernel.pop("init_strategy")
     model = job["model"]
+    model = f"{getattr(model, '__module__', '')}.{getattr(model, '__qualname__', repr(model))}"
     emulator = [np.asarray(x) for x in jax.tree.leaves(kw.get("emulator"))]
     settings = dict(
-        preset=kw["preset"].name, model=f"{model.__module__}.{model.__qualname__}",
+        preset=kw["preset"].name, model=model,
         observation=observation_hash(kw["shear_obs"], kw.get("mask"), kw.get("noise_std")),
         emulator=observation_hash(*emulator) if emulator else None,
-        key=np.asarray(jax.random.key_data(rng_key)).tolist(), num_warmup=job["num_warmup"],
+        key=keys_to_numpy(rng_key)[0].tolist(), num_warmup=job["num_warmup"],
         num_chains=num_chains, chain_method=chain_method, num_workers=workers,
         **kernel,
     )  # fmt: skip
@@ -176,6 +178,8 @@ def run_nuts_segments(
     if int(every) < 1:
         raise ValueError(f"checkpoint every must be >= 1 iteration, got {every}")
     every = int(every)
+    if chain_method != "vectorized":  # "parallel" chains, too, run one after the other
+        chain_method = "sequential"
     kernel_kwargs = dict(kernel_kwargs)
     init_strategy = kernel_kwargs.pop("init_strategy")
     kernel = NUTS(potential_fn=model_potential(model, model_kwargs), **kernel_kwargs)
@@ -201,6 +205,10 @@ def run_nuts_segments(
         info = ParamInfo(state.z, state.potential_energy, state.z_grad)  # sets the kernel up
         _initial_state(kernel, state.rng_key, num_warmup, info, num_chains, chain_method)
     segment = _segment_fn(kernel, every)
+    one = num_chains == 1 or chain_method == "vectorized"
+    jax.block_until_ready(segment(state if one else jax.tree.map(lambda x: x[0], state), 0))
+    meta["warmup_time"] += time.perf_counter() - start  # initialisation and compilation
+    start = time.perf_counter()
     total = num_warmup + num_samples
     done = int(np.max(np.asarray(state.i)))  # iterations done (equal over chains)
     stopped = False
@@ -211,7 +219,7 @@ def run_nuts_segments(
         fields = {k: np.concatenate([fields[k], new[k]], axis=1) if k in fields else new[k]
                   for k in EXTRA_FIELDS}  # fmt: skip
         now = time.perf_counter()
-        meta[f"{phase}_time"] += now - start  # the first segment's includes compilation
+        meta[f"{phase}_time"] += now - start
         if phase == "sampling":
             draws.append(z)
             file = f"draws-{meta['num_draws']:08d}.npz"
@@ -223,7 +231,7 @@ def run_nuts_segments(
         if group is not None:
             save_group(group, state, fields, meta)
         if progress_bar:
-            print(f"NUTS {name}: iteration {done}/{total} ({phase}), {(now - start) / n:.2f} s "
+            print(f"NUTS {name}: iteration {done}/{total} ({phase}), {(now - start) / n:.3g} s "
                   f"per iteration, leapfrog steps {np.mean(new['num_steps']):.0f}, step size "
                   f"{np.mean(new['adapt_state.step_size'][:, -1]):.3g}, divergences so far "
                   f"{int(np.sum(fields['diverging']))}", flush=True)  # fmt: skip
