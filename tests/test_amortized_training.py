@@ -119,7 +119,21 @@ def test_loaders_refuse_a_joint_prior_and_say_how_to_train(tmp_path):
     with pytest.raises(ValueError, match="not a conditional .* train --conditional"):
         AmortizedPrior.load(joint)
     with pytest.raises(ValueError, match="no trained amortised .* train --conditional"):
-        AmortizedPrior.from_pretrained("lsst-y10-coarse")
+        AmortizedPrior.from_pretrained("lsst-y10-jade")  # none ships at 128 pixels
+
+
+def test_the_shipped_conditional_model_loads_with_its_training_range():
+    from numpyro_diffprior.checkpoints import _PRETRAINED, load_checkpoint, load_pretrained
+
+    prior = AmortizedPrior.from_pretrained("lsst-y10-coarse")
+    assert prior.preset == "lsst-y10-coarse" and prior.map_shape == (5, 32, 32)
+    assert prior.param_names == ("Omega_c", "sigma_8")
+    # trained on the shipped joint prior's maps: the same shift model
+    conditional = load_checkpoint(_PRETRAINED / "lsst-y10-coarse-amortized")
+    shift = load_pretrained("lsst-y10-coarse").preset.shift_model
+    assert conditional.preset.shift_model == shift == "cosmomentum"
+    assert prior.observation_range.noise_factor == (0.5, 2.0)
+    assert prior.observation_range.max_masked_fraction == 0.4
 
 
 @pytest.mark.slow  # three compiles of the conditional update: ~1.5 min idle, 4+ min loaded
