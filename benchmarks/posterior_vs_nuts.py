@@ -149,6 +149,7 @@ def main(argv=None):
     times = json.loads(times_path.read_text()) if times_path.exists() else {}
     rows = {}
     for case in args.cases:
+        times = json.loads(times_path.read_text()) if times_path.exists() else {}
         obs = make_observation(case, preset, args.seed)
         idatas = {}
         for i, method in enumerate(["nuts", *args.methods]):
@@ -157,8 +158,11 @@ def main(argv=None):
                 t0 = time.perf_counter()
                 key = jax.random.fold_in(jax.random.key(args.seed + 1), i)
                 idata = run_method(method, obs, preset, prior, amortized_prior, key)
-                times[f"{case}/{method}"] = time.perf_counter() - t0
+                elapsed = time.perf_counter() - t0
                 save_inference_data(idata, str(path))
+                # merge with the file: another run may share the cache
+                times = json.loads(times_path.read_text()) if times_path.exists() else {}
+                times[f"{case}/{method}"] = elapsed
                 times_path.write_text(json.dumps(times, indent=1))
                 print(f"{case} {method}: {times[f'{case}/{method}']:.0f} s", flush=True)
             idatas[method] = az.from_netcdf(path)
@@ -172,6 +176,7 @@ def main(argv=None):
             "nuts_ess": float(az.ess(nuts, var_names=["theta"])["theta"].min()),
             "methods": {m: compare(idatas[m], nuts, preset) for m in args.methods},
         }
+    times = json.loads(times_path.read_text()) if times_path.exists() else {}
     write_report(args.out, rows, times, preset)
 
 

@@ -67,7 +67,7 @@ def test_diffusion_vs_hmc_example(tmp_path):
 def test_demo_quick_writes_results(tmp_path):
     out = tmp_path / "results"
     assert cli_main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
-    for name in ("diffusion", "langevin", "nuts"):
+    for name in ("diffusion", "langevin", "amortized", "nuts"):  # a conditional model ships
         assert (out / f"idata_{name}.nc").is_file()
     assert (out / "report.md").read_text().count("|") > 20
     assert (out / "kappa_maps.png").stat().st_size > 10_000

@@ -98,7 +98,8 @@ class AmortizedPrior(DiffusionPrior):
 
     @classmethod
     def from_pretrained(cls, preset_name: str = "lsst-y10-coarse", **kwargs) -> AmortizedPrior:
-        """The conditional model shipped for a preset (none ships yet: a clear ValueError)."""
+        """The conditional model shipped for a preset (lsst-y10-coarse; for another preset, a
+        ValueError giving the command that trains one)."""
         from numpyro_diffprior.checkpoints import _PRETRAINED
         from numpyro_diffprior.presets import get_preset
 
