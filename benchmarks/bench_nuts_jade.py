@@ -11,7 +11,7 @@ On one simulated fiducial observation (saved as <workdir>/obs.npz, so that
 <workdir>/checkpoint: rerun the same command to continue a killed run): per iteration the
 leapfrog steps, step size and divergences (<workdir>/iterations.csv), and, after sampling, the
 min ESS over theta and the ESS per gradient. The run stops when its next segment would exceed
-the budget (counted from this session's start, warmup included), or after --samples draws.
+the budget (counted from this run's start, warmup included), or after --samples draws.
 After every segment <workdir>/progress.json and the markdown report (--out) are rewritten, so a
 killed run still leaves its numbers. The report projects the wall time of a converged
 reference (JADE: 10 chains x 3,500 iterations) and of ESS 100 / 1000 from these numbers.
@@ -159,7 +159,7 @@ def main(argv=None):
 
     def on_segment(info):
         fields, i, now = info["fields"], info["iteration"], time.time()
-        for z in info["draws"][len(theta_draws) :]:  # also those of an earlier session
+        for z in info["draws"][len(theta_draws) :]:  # also those of an earlier run
             theta_draws.append(to_theta(z))
         first = i - args.segment if last["iteration"] is None else last["iteration"]
         steps = np.asarray(fields["num_steps"])[:, max(first, 0) : i]

@@ -129,7 +129,7 @@ def nuts_baseline(
     checkpoint: a directory to make the run resumable (`infer.nuts_segments`): NUTS then runs
     `checkpoint_every` iterations at a time (warmup included) and saves its state and draws
     after each; a rerun with the same arguments continues from there, one with another
-    observation or settings is refused (ValueError). Its times add up over the sessions.
+    observation or settings is refused (ValueError). Its times add up over the resumed runs.
     """
     preset = get_preset(preset)
     if shear_obs is None:
@@ -191,7 +191,7 @@ def nuts_baseline(
         keys = keys[0] if num_chains == 1 else keys
         runs = [run(keys, num_chains, progress_bar, chain_method=chain_method, **job)]
     total_time = time.perf_counter() - start
-    if checkpoint is not None:  # times saved over all sessions
+    if checkpoint is not None:  # times saved over all resumed runs
         total_time = max(r["warmup_time"] + r["sampling_time"] for r in runs)
     # Workers run side by side: the slowest one sets the sampling time; the rest of the wall
     # time (process start, imports, compilation, warmup) counts as warmup.
