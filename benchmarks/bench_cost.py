@@ -42,14 +42,18 @@ RESULTS = pathlib.Path(__file__).parent / "results" / "cost.md"
 def time_diffusion(prior, shear, draws, seed):
     """(first run s, incl. compilation; second run s; theta draws of the second run)."""
     settings = {**FULL, "diffusion_draws": draws, "sampler_workers": 1}  # this process only
-    sampler = diffusion_sampler(settings, progress_bar=False)
+    return time_twice(diffusion_sampler(settings, progress_bar=False), prior, shear, seed)
+
+
+def time_twice(runner, prior, shear, seed):
+    """Run an `IIDSampler` twice on `shear` -> (first s, second s, theta of the second run)."""
     times = []
     for k in range(2):
         t0 = time.perf_counter()
-        sampler.run(jax.random.key(seed + k), prior=prior, shear_obs=shear)
-        jax.block_until_ready(sampler.get_samples())
+        runner.run(jax.random.key(seed + k), prior=prior, shear_obs=shear)
+        jax.block_until_ready(runner.get_samples())
         times.append(time.perf_counter() - t0)
-    return times[0], times[1], np.asarray(sampler.get_samples()["theta"])
+    return times[0], times[1], np.asarray(runner.get_samples()["theta"])
 
 
 class TimedDiffusion:
@@ -85,14 +89,7 @@ def time_amortized(model, shear, draws, seed, num_steps):
 
     prior = load_amortized_prior(model)
     settings = {**FULL, "amortized_draws": draws, "amortized_steps": num_steps}
-    runner = amortized_sampler(settings, progress_bar=False)
-    times = []
-    for k in range(2):
-        t0 = time.perf_counter()
-        runner.run(jax.random.key(seed + k), prior=prior, shear_obs=shear)
-        jax.block_until_ready(runner.get_samples())
-        times.append(time.perf_counter() - t0)
-    return times[0], times[1], np.asarray(runner.get_samples()["theta"])
+    return time_twice(amortized_sampler(settings, progress_bar=False), prior, shear, seed)
 
 
 def main(argv=None):
