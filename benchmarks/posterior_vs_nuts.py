@@ -146,10 +146,8 @@ def main(argv=None):
     cache = pathlib.Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     times_path = cache / "times.json"
-    times = json.loads(times_path.read_text()) if times_path.exists() else {}
     rows = {}
     for case in args.cases:
-        times = json.loads(times_path.read_text()) if times_path.exists() else {}
         obs = make_observation(case, preset, args.seed)
         idatas = {}
         for i, method in enumerate(["nuts", *args.methods]):
@@ -161,7 +159,7 @@ def main(argv=None):
                 elapsed = time.perf_counter() - t0
                 save_inference_data(idata, str(path))
                 # merge with the file: another run may share the cache
-                times = json.loads(times_path.read_text()) if times_path.exists() else {}
+                times = _read_times(times_path)
                 times[f"{case}/{method}"] = elapsed
                 times_path.write_text(json.dumps(times, indent=1))
                 print(f"{case} {method}: {times[f'{case}/{method}']:.0f} s", flush=True)
@@ -176,8 +174,12 @@ def main(argv=None):
             "nuts_ess": float(az.ess(nuts, var_names=["theta"])["theta"].min()),
             "methods": {m: compare(idatas[m], nuts, preset) for m in args.methods},
         }
-    times = json.loads(times_path.read_text()) if times_path.exists() else {}
-    write_report(args.out, rows, times, preset)
+    write_report(args.out, rows, _read_times(times_path), preset)
+
+
+def _read_times(path):
+    """{"case/method": wall s} of the cached runs (re-read: another run may share the cache)."""
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _f(values, fmt="{:+.2f}"):

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from numpyro_diffprior.atomic import atomic_savez
+from numpyro_diffprior.diagnostics.calibrate import _key_bytes
 
 __all__ = ["run_amortized_calibration"]
 
@@ -116,7 +117,7 @@ def run_amortized_calibration(
         "preset": "none" if preset is None else preset.name,
         "num_obs": int(num_obs),
         "num_draws": int(num_draws),
-        "key": np.asarray(jax.random.key_data(rng_key)).tobytes().hex(),
+        "key": _key_bytes(rng_key),
         "settings": json.dumps(sampling, sort_keys=True),
         "observation_range": json.dumps(obs_range.to_dict(), sort_keys=True),
         "run_label": str(run_label),
