@@ -1,7 +1,7 @@
 """Benchmark: log-normal maps per second, distinct theta per map, vs the naive approach.
 
 Usage: python benchmarks/bench_simulator.py [--presets tiny lsst-y10-coarse lsst-y10-jade]
-       [--num 256] [--jax-cosmo-calls 3]
+       [--num 256] [--jax-cosmo-calls 3] [--rounds 5]
 Writes benchmarks/results/simulator.md.
 
 "Ours" = `simulator.simulate` (prior draw + emulator C_l and shifts + log-normal map, vmapped
@@ -11,6 +11,8 @@ fiducial scaled by (sigma_8 / 0.831)^2 per map: the map work per theta (a distin
 square root per Fourier mode) is the same, only the (cheap) spline evaluation is missing.
 "Naive" = one jax-cosmo `angular_cl` call per theta (what sbi_lens does) + the same map code
 from a fixed table: jax-cosmo is timed over a few calls after compilation and extrapolated.
+Both are timed in interleaved rounds (ours, then jax-cosmo) and the speed-up is the median of
+the rounds' ratios, so a burst of other load on a shared machine moves it less.
 "FFT floor" = the C forward and inverse real FFTs of a map alone, timed in the same run.
 """
 
@@ -55,23 +57,19 @@ def fiducial_spectra(preset):
     return f, full, ell, np.asarray(cl, np.float32), shift.astype(np.float32), compile_s
 
 
-def ours_rate(preset, num, batch_size, stand_in):
+def ours_timer(preset, num, batch_size, stand_in):
+    """(compile s, fn): fn() times `num` maps with our simulator and returns seconds per map."""
     key = jax.random.key(0)
     if stand_in is None:
         from numpyro_diffprior.cosmology.emulator import load_emulator
 
         emulator = load_emulator(preset)
-        compile_s, _ = _timed(
-            lambda: simulator.simulate(
-                key, preset, batch_size, emulator=emulator, batch_size=batch_size
-            )[1]
-        )
-        t, _ = _timed(
-            lambda: simulator.simulate(key, preset, num, emulator=emulator, batch_size=batch_size)[
-                1
-            ]
-        )
-        return num / t, compile_s
+
+        def draw(n):
+            return simulator.simulate(key, preset, n, emulator=emulator, batch_size=batch_size)[1]
+
+        compile_s, _ = _timed(lambda: draw(batch_size))
+        return compile_s, lambda: _timed(lambda: draw(num))[0] / num
     cl, ell, shift = stand_in
     s8 = list(preset.param_names).index("sigma_8")
 
@@ -88,8 +86,7 @@ def ours_rate(preset, num, batch_size, stand_in):
     f = jax.jit(jax.vmap(one))
     keys = jax.random.split(key, batch_size)
     compile_s, _ = _timed(f, keys)
-    t, _ = _timed(f, keys, repeat=max(1, num // batch_size))
-    return batch_size / t, compile_s
+    return compile_s, lambda: _timed(f, keys, repeat=max(1, num // batch_size))[0] / batch_size
 
 
 def fixed_table_rate(preset, cl, ell, shift, batch_size):
@@ -115,12 +112,12 @@ def fft_floor(preset, batch_size):
     return t / batch_size
 
 
-def bench(preset_name, num, calls):
+def bench(preset_name, num, calls, rounds):
+    """One preset: compile both, then `rounds` rounds of (ours on `num` maps, jax-cosmo on
+    `calls` thetas) back to back; the speed-up is the median of the rounds' ratios."""
     preset = get_preset(preset_name)
     batch = 16 if preset.npix >= 128 else 64
     cl_fn, full, ell, cl, shift, cosmo_compile = fiducial_spectra(preset)
-    with jax.enable_x64(True):
-        per_theta, _ = _timed(cl_fn, np.asarray(full, np.float64), repeat=calls)
     try:
         from numpyro_diffprior.cosmology.emulator import load_emulator
 
@@ -131,25 +128,33 @@ def bench(preset_name, num, calls):
             (jnp.asarray(cl), jnp.asarray(ell, jnp.float32), jnp.asarray(shift)),
             ("stand-in (fixed jax-cosmo table x sigma_8^2; no emulator table)"),
         )
-    rate, compile_s = ours_rate(preset, num, batch, stand_in)
+    compile_s, ours_s_per_map = ours_timer(preset, num, batch, stand_in)
     map_s = fixed_table_rate(
         preset, jnp.asarray(cl), jnp.asarray(ell, jnp.float32), jnp.asarray(shift), batch
     )
     floor_s = fft_floor(preset, batch)
-    naive_rate = 1.0 / (per_theta + map_s)
+    ours, per_theta = [], []
+    for _ in range(rounds):
+        ours.append(ours_s_per_map())
+        with jax.enable_x64(True):
+            per_theta.append(_timed(cl_fn, np.asarray(full, np.float64), repeat=calls)[0])
+    ours, per_theta = np.asarray(ours), np.asarray(per_theta)
+    ratios = (per_theta + map_s) / ours
     return {
         "preset": preset.name,
         "shape": "x".join(map(str, preset.map_shape)),
         "how": how,
-        "ours maps/s": rate,
+        "ours maps/s": 1.0 / np.median(ours),
         "ours compile s": compile_s,
-        "jax-cosmo s/theta": per_theta,
+        "jax-cosmo s/theta": np.median(per_theta),
         "jax-cosmo compile s": cosmo_compile,
         "map from fixed table ms": 1e3 * map_s,
-        "naive maps/s": naive_rate,
-        "speed-up": rate / naive_rate,
-        "ours ms/map": 1e3 / rate,
+        "naive maps/s": 1.0 / (np.median(per_theta) + map_s),
+        "speed-up": np.median(ratios),
+        "speed-up range": (ratios.min(), ratios.max()),
+        "ours ms/map": 1e3 * np.median(ours),
         "fft floor ms": 1e3 * floor_s,
+        "load": os.getloadavg()[0],
     }
 
 
@@ -160,11 +165,14 @@ def main(argv=None):
     )
     parser.add_argument("--num", type=int, default=256, help="maps timed per preset (ours)")
     parser.add_argument("--jax-cosmo-calls", type=int, default=3)
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds of both timings per preset"
+    )
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     rows = []
     for name in args.presets:
-        row = bench(name, args.num, args.jax_cosmo_calls)
+        row = bench(name, args.num, args.jax_cosmo_calls, args.rounds)
         print(row, flush=True)
         rows.append(row)
     dev = jax.devices()[0]
@@ -177,26 +185,29 @@ def main(argv=None):
         f"(timed over {args.jax_cosmo_calls} calls after compiling, extrapolated) + the same "
         "map code from a fixed table (a lower bound on its cost: with one table the per-mode "
         "square roots are computed once, not per theta). Compile times are excluded from the "
-        f"rates. Load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
-        "cores (a shared machine: absolute rates are pessimistic, the ratios are measured in "
-        "the same process). *FFT floor*: the C forward and inverse real 2-D FFTs of a map "
-        "alone (`irfft2(rfft2(z))`, same batch), the least any such simulator costs; "
-        "*ours / floor* compares our whole time per map (prior draw, emulator, shifts, "
-        "log-normal map) with it.",
+        f"rates. Per preset, {args.rounds} rounds each time ours ({args.num} maps) and then "
+        "jax-cosmo, back to back in the same process; *speed-up* is the median of the rounds' "
+        "ratios (range in brackets) and the rates are medians. The ratio falls when other work "
+        "shares the cores (ours is multi-threaded, jax-cosmo mostly serial), so the load "
+        f"average on the {os.cpu_count()} cores is given per preset. *FFT floor*: the C forward "
+        "and inverse real 2-D FFTs of a map alone (`irfft2(rfft2(z))`, same batch), the least "
+        "any such simulator costs; *ours / floor* compares our whole time per map (prior draw, "
+        "emulator, shifts, log-normal map) with it.",
         "",
         "| preset | map | C_l source | ours (maps/s) | naive (maps/s) | speed-up | "
         "jax-cosmo (s/theta) | map, fixed table (ms) | ours (ms/map) | FFT floor (ms/map) | "
-        "ours / floor | ours compile (s) | jax-cosmo compile (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "ours / floor | ours compile (s) | jax-cosmo compile (s) | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['preset']} | {r['shape']} | {r['how']} | {r['ours maps/s']:.1f} | "
-            f"{r['naive maps/s']:.2f} | {r['speed-up']:.0f}x | {r['jax-cosmo s/theta']:.3f} | "
+            f"{r['naive maps/s']:.2f} | {r['speed-up']:.0f}x ({r['speed-up range'][0]:.0f}-"
+            f"{r['speed-up range'][1]:.0f}) | {r['jax-cosmo s/theta']:.3f} | "
             f"{r['map from fixed table ms']:.2f} | {r['ours ms/map']:.2f} | "
             f"{r['fft floor ms']:.3f} | {r['ours ms/map'] / r['fft floor ms']:.1f}x | "
             f"{r['ours compile s']:.1f} | "
-            f"{r['jax-cosmo compile s']:.1f} |"
+            f"{r['jax-cosmo compile s']:.1f} | {r['load']:.1f} |"
         )
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

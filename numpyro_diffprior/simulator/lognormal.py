@@ -159,8 +159,13 @@ def _orbit_gaussian_power(cl, ell, shift, npix, field_rad):
     iu, ju = np.triu_indices(n_bins)
     k = jnp.asarray(2.0 * np.pi / field_rad * np.sqrt(n2), dtype=dtype)
     p = interpolate_cl(cl, ell, k)[iu, ju] * (npix / field_rad) ** 2  # (T, R)
-    w = jnp.asarray(w, dtype=dtype)
-    cos2 = lambda f: jnp.einsum("ua,tab,vb->tuv", w, f, w)  # noqa: E731
+    w_t = jnp.asarray(w.T, dtype=dtype)
+
+    def cos2(f):
+        # W f W^T as two plain matrix products over the last axis (one GEMM each on a CPU;
+        # a three-operand einsum becomes batched small products, 1.6x slower)
+        return jnp.swapaxes(jnp.swapaxes(f @ w_t, -1, -2) @ w_t, -1, -2)
+
     xi = cos2(p[:, radius])  # (T, M, M): the pixel covariance, xi = ifft2(P)
     lam = (shift[iu] * shift[ju])[:, None, None]
     xi_g = jnp.log(jnp.maximum(1.0 + xi / lam, 1e-6))

@@ -35,7 +35,7 @@ def _t(a):
     return jnp.swapaxes(a, 0, 1)
 
 
-_JACOBI_SWEEPS = 5
+_JACOBI_SWEEPS = 4
 
 
 def jacobi_eigh(a, sweeps: int = _JACOBI_SWEEPS):
@@ -45,8 +45,9 @@ def jacobi_eigh(a, sweeps: int = _JACOBI_SWEEPS):
 
     Every rotation is a few element-wise operations on the whole batch, so thousands of 5 x 5
     matrices cost a few times less than LAPACK's ``syevd`` called once per matrix, and the
-    result is relatively accurate. Five sweeps: the log-normal power matrices of the LSST-Y10
-    presets reach float32 rounding after four.
+    result is relatively accurate. Four sweeps (the default): the log-normal power matrices of
+    the LSST-Y10 presets reach float32 rounding after four (a fifth changes nothing), after
+    three they are 2e-4 off.
     """
     n = a.shape[0]
     pairs = [(p, q) for p in range(n - 1) for q in range(p + 1, n)]
