@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import NamedTuple
 
 import jax
@@ -30,6 +31,7 @@ __all__ = [
     "make_trainer",
     "batch_key",
     "ema_decay",
+    "check_finite_loss",
     "make_optimizer_schedule",
 ]
 
@@ -99,6 +101,18 @@ def make_optimizer(config: TrainingConfig) -> optax.GradientTransformation:
 def batch_key(rng_key, step):
     """Key of the data batch of `step` (pure in (rng_key, step))."""
     return jax.random.fold_in(jax.random.fold_in(rng_key, 1), step)
+
+
+def check_finite_loss(metrics, step: int) -> float:
+    """The loss of `metrics` as a float; a FloatingPointError naming the step if it is NaN or
+    infinite (the caller then stops before a checkpoint overwrites the last good one)."""
+    loss = float(metrics["loss"])
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"the training loss is {loss} at step {step}: training stopped, and the last "
+            "checkpoint is kept. Resume with a lower learning rate (--lr) or a smaller batch."
+        )
+    return loss
 
 
 def ema_decay(step, halflife, rampup_ratio):

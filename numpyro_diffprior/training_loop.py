@@ -8,7 +8,6 @@ array set read from a dataset file written by `numpyro-diffprior simulate`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -31,7 +30,8 @@ from numpyro_diffprior.sharding import (
     replicated_sharding,
     shard_batch,
 )
-from numpyro_diffprior.training import TrainingConfig, batch_key, make_trainer
+from numpyro_diffprior.strict_json import dumps_json
+from numpyro_diffprior.training import TrainingConfig, batch_key, check_finite_loss, make_trainer
 
 __all__ = ["simulator_source", "array_source", "pool_source", "dataset_source",
            "measure_normalizer", "heldout_loss_table", "format_loss_table", "run_steps",
@@ -141,20 +141,24 @@ def run_steps(update, state, sample_batch, data_key, batch_size, mesh, start, st
     """Updates `start` .. `steps` - 1, each on a fresh batch `sample_batch(batch_key(data_key,
     step), batch_size)`: a metrics line in `log` every `log_every` steps and at the end, the
     bar moved every step, `save(state)` every `checkpoint_every` steps (not at the last one,
-    which the caller saves). Returns the final state."""
+    which the caller saves). A NaN or infinite loss at a logged or checkpointed step raises
+    FloatingPointError before anything is saved. Returns the final state."""
     t0, ema_loss = time.perf_counter(), None
     for step in range(start, steps):
         batch = sample_batch(batch_key(data_key, step), batch_size)
         state, metrics = update(state, shard_batch(batch, mesh))
+        checkpoint = checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps
+        if (step + 1) % log_every == 0 or step + 1 == steps or checkpoint:
+            check_finite_loss(metrics, step + 1)
         if (step + 1) % log_every == 0 or step + 1 == steps:
             m = {k: float(v) for k, v in metrics.items()}
             ema_loss = m["loss"] if ema_loss is None else 0.8 * ema_loss + 0.2 * m["loss"]
             m.update(step=step + 1, wall_s=time.perf_counter() - t0)
-            log.write(json.dumps(m) + "\n")
+            log.write(dumps_json(m) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{ema_loss:.4f}", theta=f"{m['loss_theta']:.3f}")
         bar.update(1)
-        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+        if checkpoint:
             save(state)
     return state
 

@@ -220,3 +220,35 @@ def test_init_from_fine_tunes_from_ema_weights(tmp_path):
     assert stored.config["extra"]["init_from_step"] == 3
     with pytest.raises(ValueError, match="is for preset 'tiny', not 'lsst-y10-coarse'"):
         train("lsst-y10-coarse", tmp_path / "other", steps=2, init_from=start.path)
+
+
+def test_run_steps_stops_on_a_nan_loss_before_saving():
+    """A NaN loss at step 3 (checkpoint every 2, log every 10): the step-2 state is saved, then
+    FloatingPointError names step 4 (the next checkpoint), and nothing else is saved or logged."""
+    import io
+
+    from numpyro_diffprior.sharding import make_mesh
+    from numpyro_diffprior.training_loop import run_steps
+
+    def update(state, batch):
+        loss = jnp.where(state >= 2, jnp.nan, 1.0)
+        return state + 1, {"loss": loss, "loss_theta": loss, "loss_kappa": loss}
+
+    saved, log = [], io.StringIO()
+
+    def sample_batch(key, n):
+        return jnp.zeros((n, 1))
+
+    class Bar:
+        def update(self, n):
+            pass
+
+        def set_postfix(self, **kw):
+            pass
+
+    with pytest.raises(FloatingPointError, match="at step 4.*last checkpoint is kept"):
+        run_steps(update, jnp.asarray(0), sample_batch, jax.random.key(0), 2, make_mesh(), 0,
+                  20, log=log, bar=Bar(), save=saved.append, log_every=10,
+                  checkpoint_every=2)  # fmt: skip
+    assert [int(s) for s in saved] == [2]
+    assert log.getvalue() == ""
