@@ -6,7 +6,7 @@ conditional model ships - none does yet: the error says how to train one) sample
 
 from __future__ import annotations
 
-__all__ = ["GUIDANCE_FLAGS", "load_prior_for", "amortized_sampler"]
+__all__ = ["GUIDANCE_FLAGS", "load_prior_for", "amortized_sampler", "check_sampler_flag"]
 
 # flags of `sample` that configure guidance or refinements, which the amortised sampler lacks
 GUIDANCE_FLAGS = ("guidance", "mmps_covariance", "guidance_clip", "cg_maxiter",
@@ -22,6 +22,12 @@ def load_prior_for(method: str, model):
     from numpyro_diffprior.prior import load_prior
 
     return load_prior(model)
+
+
+def check_sampler_flag(method: str, sampler) -> None:
+    """`--sampler dpmpp-2m` is the amortised sampler's only (the guided one has ode and sde)."""
+    if method != "amortized" and sampler == "dpmpp-2m":
+        raise ValueError("--sampler dpmpp-2m applies to --method amortized only (guided: ode, sde)")
 
 
 def amortized_sampler(args):

@@ -75,6 +75,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--num-steps", type=int, default=None, help="diffusion steps / Langevin levels"
     )
+    parser.add_argument(
+        "--sampler", choices=("ode", "dpmpp-2m", "sde"), default=None,
+        help="--method amortized: reverse process (ode: Heun, the default; dpmpp-2m: "
+        "DPM-Solver++(2M), one denoiser call per step)",
+    )  # fmt: skip
     parser.add_argument("--warmup", type=int, default=300, help="NUTS warmup per observation")
     parser.add_argument(
         "--obs-per-batch", type=int, default=8,
@@ -108,6 +113,8 @@ def run(args) -> int:
         raise ValueError(f"--num-draws must be >= 3, got {args.num_draws}")
     if args.method == "amortized":
         return _report(args, *_run_amortized(args))
+    if args.sampler is not None:
+        raise ValueError("--sampler applies to --method amortized only")
     workers = resolve_num_workers(args.workers, args.num_obs)
     scheduler = check_scheduler(args.scheduler)
     if args.method in ("diffusion", "langevin"):
@@ -175,6 +182,8 @@ def _run_amortized(args):
             f"{rng.noise_factor[1]:g} x the preset's pixel noise)"
         )
     settings = {} if args.num_steps is None else {"num_steps": args.num_steps}
+    if args.sampler is not None:
+        settings["sampler"] = args.sampler
     result = run_amortized_calibration(
         jax.random.key(args.seed),
         prior,

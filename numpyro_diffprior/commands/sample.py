@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from numpyro_diffprior.commands.amortized_sampling import amortized_sampler, load_prior_for
+from numpyro_diffprior.commands import amortized_sampling
 
 __all__ = ["add_parser", "run", "load_prior", "sampler_from_args", "resolve_model"]
 
@@ -56,12 +56,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "(AnnealedLangevinSampler)."
         ),
     )
-    parser.add_argument(
-        "--model",
-        default=None,
-        help="preset name of a pretrained prior or a checkpoint directory (default: the "
-        "observation's preset)",
-    )
+    parser.add_argument("--model", default=None, help="preset name of a pretrained prior or a "
+                        "checkpoint directory (default: the observation's preset)")  # fmt: skip
     parser.add_argument("--obs", required=True, help="observation .npz")
     parser.add_argument("--out", required=True, help="output InferenceData .nc")
     parser.add_argument(
@@ -69,11 +65,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="amortized: a conditional model (train --conditional), no guidance",
     )  # fmt: skip
     parser.add_argument(
-        "--guidance",
-        choices=("mmps", "annealed", "dps"),
-        default=None,
+        "--guidance", choices=("mmps", "annealed", "dps"), default=None,
         help="likelihood guidance (default: mmps for diffusion, annealed for langevin)",
-    )
+    )  # fmt: skip
     parser.add_argument("--num", type=int, default=1000, help="number of posterior draws")
     parser.add_argument(
         "--steps", type=int, default=None,
@@ -86,8 +80,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--corrector-steps", type=int, default=None, help="diffusion only (0)")
     parser.add_argument(
-        "--sampler", choices=("sde", "ode"), default=None,
-        help=f"diffusion only: reverse process (default {_S['sampler']})",
+        "--sampler", choices=("sde", "ode", "dpmpp-2m"), default=None,
+        help=f"reverse process (diffusion: sde|ode, default {_S['sampler']}; amortized: ode "
+        "= Heun (default), dpmpp-2m = DPM-Solver++(2M), half the denoiser calls, or sde)",
     )  # fmt: skip
     parser.add_argument(
         "--sigma-max", type=float, default=None,
@@ -201,11 +196,10 @@ def sampler_from_args(args):
 
     _S, _L, ThetaRefresh = alg.SHIPPED_NETWORK_SETTINGS, alg.LANGEVIN_DEFAULTS, alg.ThetaRefresh
 
-    diffusion_only = ("sampler", "corrector_steps", "theta_refresh_steps")
     if args.method == "langevin":
-        for flag in diffusion_only:
+        for flag in ("sampler", "corrector_steps", "theta_refresh_steps"):
             if getattr(args, flag) is not None:
-                raise ValueError(f"--{flag.replace('_', '-')} applies to --method diffusion only")
+                raise ValueError(f"--{flag.replace('_', '-')} does not apply to --method langevin")
     elif args.steps_per_level is not None:
         raise ValueError("--steps-per-level applies to --method langevin only")
     run_options = dict(
@@ -215,7 +209,7 @@ def sampler_from_args(args):
         scheduler=args.scheduler,
     )
     if args.method == "amortized":
-        return amortized_sampler(args), run_options
+        return amortized_sampling.amortized_sampler(args), run_options
     if args.method == "diffusion":
         guidance = _guidance(args, args.guidance or "mmps")
         refresh = args.theta_refresh_steps or 0
@@ -245,6 +239,7 @@ def run(args) -> int:
     # Every input is checked before jax and the samplers are imported.
     if args.num < 1:
         raise ValueError(f"--num must be a positive number of draws, got {args.num}")
+    amortized_sampling.check_sampler_flag(args.method, args.sampler)
     check_output_path(args.out, what="--out")
     model = resolve_model(args.model)
     obs = load_observation(args.obs)
@@ -254,7 +249,8 @@ def run(args) -> int:
     from numpyro_diffprior.infer.inference_data import save_inference_data
     from numpyro_diffprior.infer.runner import IIDSampler
 
-    prior = load_prior_for(args.method, model or obs["preset"])  # amortized: AmortizedPrior
+    # amortized: an AmortizedPrior
+    prior = amortized_sampling.load_prior_for(args.method, model or obs["preset"])
     if prior.preset is not None and prior.preset != obs["preset"]:
         raise ValueError(
             f"the prior is for preset {prior.preset!r} but the observation for {obs['preset']!r}"

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from numpyro_diffprior.diffusion.samplers import (
+    dpmpp_2m_sampler,
     edm_sampler,
     edm_sigma_steps,
     euler_maruyama_sampler,
@@ -47,6 +48,35 @@ def test_heun_converges_to_exact_probability_flow():
         errs.append(float(jnp.max(jnp.abs(x - exact) / SD)))
     assert errs[0] < 0.1, errs
     assert errs[1] < errs[0] / 8, errs
+
+
+def test_dpmpp_2m_converges_to_exact_probability_flow_at_second_order():
+    # Same exact flow as above: one denoiser call per step, and the error must fall by more than
+    # 3x (second order: 4x) per doubling of the steps; at 32 steps (32 calls) it is as accurate
+    # as Heun's 32 steps (63 calls) within 25 %.
+    x_init = 80.0 * jax.random.normal(jax.random.key(5), (512, 4))
+    exact = x_init * SD / jnp.sqrt(SD**2 + 80.0**2)
+    errs = {}
+    for n in (32, 64, 128):
+        x = dpmpp_2m_sampler(jax.random.key(0), exact_denoiser, 512, 4, num_steps=n, x_init=x_init)
+        errs[n] = float(jnp.max(jnp.abs(x - exact) / SD))
+    heun = edm_sampler(jax.random.key(0), exact_denoiser, 512, 4, num_steps=32, x_init=x_init)
+    heun_err = float(jnp.max(jnp.abs(heun - exact) / SD))
+    assert errs[32] < 1.25 * heun_err and errs[32] < 0.1, (errs, heun_err)
+    assert errs[64] < errs[32] / 3 and errs[128] < errs[64] / 3, errs
+
+
+def test_dpmpp_2m_gaussian_moments_and_calls():
+    calls = []
+
+    def counting_denoiser(x, sigma):
+        calls.append(1)
+        return exact_denoiser(x, sigma)
+
+    dpmpp_2m_sampler(jax.random.key(1), counting_denoiser, 8, 4, num_steps=12)
+    assert len(calls) == 1  # traced once inside lax.scan: one call per step
+    sample = jax.jit(lambda k: dpmpp_2m_sampler(k, exact_denoiser, NUM, 4, num_steps=128))
+    check_moments(sample(jax.random.key(0)))
 
 
 @pytest.mark.parametrize("S_churn", [0.0, 40.0])

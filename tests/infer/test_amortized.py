@@ -94,6 +94,36 @@ def test_sde_sampler_on_the_conditional_oracle(amortized_prior):
     _check(runner.get_samples()["theta_kappa"], case["exact"], std_tol=0.1)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_dpmpp_2m_sampler_on_the_conditional_oracle(amortized_prior, masked):
+    """DPM-Solver++(2M) in 32 steps (32 denoiser calls per draw, half of Heun's 63 at the same
+    steps): exact within the same tolerances, with and without a mask, and draw by draw within
+    0.05 posterior sd of Heun's from the same initial noise. (Measured on this oracle with 4096
+    draws: 2M and Heun agree step for step; spread +2 % at 32 steps, +7 % at 16.)"""
+    mask = random_holes_mask(8, seed=2, fraction=0.3) if masked else None
+    case = make_gaussian_case(mask=mask, seed=1 if masked else 5)
+    kwargs = {} if mask is None else {"mask": mask}
+    draws = {}
+    for sampler in ("dpmpp-2m", "ode"):
+        kernel = AmortizedPosteriorSampler(shear_model, sampler=sampler, num_steps=32)
+        runner = IIDSampler(kernel, NUM, chunk_size=NUM // 2, progress_bar=False)
+        runner.run(jax.random.PRNGKey(3 if masked else 0), prior=amortized_prior,
+                   shear_obs=case["shear"], noise_std=NOISE, **kwargs)  # fmt: skip
+        draws[sampler] = np.asarray(runner.get_samples()["theta_kappa"])
+    assert kernel.settings()["denoiser_calls_per_draw"] == 63
+    assert (
+        AmortizedPosteriorSampler(shear_model, sampler="dpmpp-2m").settings()[
+            "denoiser_calls_per_draw"
+        ]
+        == 32
+    )
+    _check(draws["dpmpp-2m"], case["exact"])
+    sd = np.sqrt(np.diag(case["exact"].cov))
+    assert np.max(np.abs(draws["dpmpp-2m"] - draws["ode"]) / sd) < 0.05
+    with pytest.raises(ValueError, match="sampler must be one of 'ode', 'dpmpp-2m', 'sde'"):
+        AmortizedPosteriorSampler(shear_model, sampler="dpm")
+
+
 def _observations(seeds, masks):
     shears, stds, exact = [], [], []
     for seed, mask in zip(seeds, masks, strict=True):

@@ -52,6 +52,15 @@ def test_sample_amortized_end_to_end(tmp_path, monkeypatch, _tiny_amortized, cap
     assert idata.posterior["kappa"].shape == (4, 2, 2, 16, 16)
     assert idata.posterior.attrs["method"] == "amortized"
     assert "theta_true" in idata.constant_data
+    assert idata.posterior.attrs["denoiser_calls_per_draw"] == 7  # Heun, 4 steps
+    fast = tmp_path / "fast.nc"
+    argv_2m = argv[:4] + [str(fast)] + argv[5:] + ["--sampler", "dpmpp-2m"]
+    assert cli.main(argv_2m) == 0
+    attrs = az.from_netcdf(fast).posterior.attrs
+    assert attrs["sampler"] == "dpmpp-2m" and attrs["denoiser_calls_per_draw"] == 4
+    guided = argv_2m[:6] + ["diffusion"] + argv_2m[7:]
+    assert cli.main(guided) == 2
+    assert "--sampler dpmpp-2m applies to --method amortized only" in capsys.readouterr().err
     bad = argv[:-3] + ["--guidance", "mmps", "--no-progress"]
     assert cli.main(bad) == 2
     assert "does not apply to --method amortized" in capsys.readouterr().err
@@ -66,6 +75,9 @@ def test_calibrate_amortized_without_a_model_says_how_to_train(tmp_path, capsys)
             "--num-draws", "4", "--out", str(tmp_path / "cal"), "--no-progress"]  # fmt: skip
     assert cli.main(argv) == 2
     assert "train --conditional" in capsys.readouterr().err
+    guided = ["calibrate", "--method", "diffusion", "--sampler", "dpmpp-2m"] + argv[3:]
+    assert cli.main(guided) == 2
+    assert "--sampler applies to --method amortized only" in capsys.readouterr().err
 
 
 def test_train_conditional_flags_are_checked(tmp_path, capsys):
