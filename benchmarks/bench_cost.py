@@ -1,7 +1,9 @@
 """Benchmark: cost per independent posterior draw, diffusion sampler vs NUTS, side by side.
 
 Usage: python benchmarks/bench_cost.py [--draws 40] [--chains 4] [--warmup 120] [--samples 120]
-       [--chain-method auto] [--workers auto] [--seed 0]
+       [--chain-method auto] [--workers auto] [--seed 0] [--amortized-model DIR]
+       [--amortized-draws 200] [--amortized-steps 32] [--amortized-solver ode|dpmpp-2m]
+       [--skip-diffusion] [--out benchmarks/results/cost.md]
 Writes benchmarks/results/cost.md.
 
 On one simulated fiducial observation of the default preset, in one run:
@@ -82,13 +84,17 @@ def time_diffusion_processes(preset, shear, draws, seed, workers):
     return time.perf_counter() - t0, max(t[1] for t in times), per_worker
 
 
-def time_amortized(model, shear, draws, seed, num_steps):
+SOLVERS = {"ode": "Heun ODE", "dpmpp-2m": "DPM-Solver++(2M) ODE"}
+
+
+def time_amortized(model, shear, draws, seed, num_steps, solver):
     """(first run s incl. compilation, second run s, theta draws) of the amortised sampler."""
     from numpyro_diffprior.amortized.prior import load_amortized_prior
     from numpyro_diffprior.demo import amortized_sampler
 
     prior = load_amortized_prior(model)
-    settings = {**FULL, "amortized_draws": draws, "amortized_steps": num_steps}
+    settings = {**FULL, "amortized_draws": draws, "amortized_steps": num_steps,
+                "amortized_solver": solver}  # fmt: skip
     return time_twice(amortized_sampler(settings, progress_bar=False), prior, shear, seed)
 
 
@@ -109,6 +115,10 @@ def main(argv=None):
     )
     parser.add_argument("--amortized-draws", type=int, default=FULL.amortized_draws)
     parser.add_argument("--amortized-steps", type=int, default=FULL.amortized_steps)
+    parser.add_argument(
+        "--amortized-solver", choices=("ode", "dpmpp-2m"), default=FULL.amortized_solver,
+        help="ode: Heun (2 steps - 1 denoiser calls per draw); dpmpp-2m: DPM-Solver++(2M)",
+    )  # fmt: skip
     parser.add_argument("--skip-diffusion", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS))
@@ -127,12 +137,14 @@ def main(argv=None):
         amortized = args.preset
     if amortized is not None:
         first, second, theta_a = time_amortized(
-            amortized, obs["shear"], args.amortized_draws, args.seed + 30, args.amortized_steps
-        )
+            amortized, obs["shear"], args.amortized_draws, args.seed + 30, args.amortized_steps,
+            args.amortized_solver,
+        )  # fmt: skip
         n = args.amortized_draws
         costs["amortized"] = (second / n, first / n)
         rows += [
-            (f"**amortised** (Heun ODE, {args.amortized_steps} steps, one batch)", ""),
+            (f"**amortised** ({SOLVERS[args.amortized_solver]}, {args.amortized_steps} steps, "
+             "one batch)", ""),
             ("draws per run", n),
             ("first run incl. compilation / second run (s)", f"{first:.1f} / {second:.1f}"),
             ("time per draw (s), compiled / incl. compilation",

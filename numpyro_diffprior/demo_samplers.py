@@ -51,9 +51,10 @@ FULL = DemoSettings(
     # against NUTS on the demo observation (docs/validation.md).
     langevin_levels=100,
     langevin_steps_per_level=5,
-    # the amortised sampler: Heun on the probability-flow ODE (AMORTIZED_DEFAULTS), in one batch
+    # the amortised sampler on the probability-flow ODE (AMORTIZED_DEFAULTS), in one batch
     amortized_draws=200,
     amortized_steps=32,
+    amortized_solver="dpmpp-2m",
     nuts_warmup=120,
     nuts_samples=120,
     nuts_chains=4,
@@ -160,7 +161,9 @@ def amortized_sampler(settings: dict, *, progress_bar=True):
     from numpyro_diffprior.infer.runner import IIDSampler
 
     s = DemoSettings({**FULL, **settings})
-    sampler = AmortizedPosteriorSampler(shear_model, num_steps=s.amortized_steps)
+    sampler = AmortizedPosteriorSampler(
+        shear_model, sampler=s.amortized_solver, num_steps=s.amortized_steps
+    )
     return IIDSampler(sampler, s.amortized_draws, chunk_size=s.amortized_draws,
                       progress_bar=progress_bar)  # fmt: skip
 

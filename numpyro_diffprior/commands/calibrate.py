@@ -77,8 +77,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--sampler", choices=("ode", "dpmpp-2m", "sde"), default=None,
-        help="--method amortized: reverse process (ode: Heun, the default; dpmpp-2m: "
-        "DPM-Solver++(2M), one denoiser call per step)",
+        help="--method amortized: reverse process (dpmpp-2m: DPM-Solver++(2M), one denoiser "
+        "call per step, the default; ode: Heun, two)",
     )  # fmt: skip
     parser.add_argument("--warmup", type=int, default=300, help="NUTS warmup per observation")
     parser.add_argument(

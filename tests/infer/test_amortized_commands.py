@@ -52,13 +52,13 @@ def test_sample_amortized_end_to_end(tmp_path, monkeypatch, _tiny_amortized, cap
     assert idata.posterior["kappa"].shape == (4, 2, 2, 16, 16)
     assert idata.posterior.attrs["method"] == "amortized"
     assert "theta_true" in idata.constant_data
-    assert idata.posterior.attrs["denoiser_calls_per_draw"] == 7  # Heun, 4 steps
-    fast = tmp_path / "fast.nc"
-    argv_2m = argv[:4] + [str(fast)] + argv[5:] + ["--sampler", "dpmpp-2m"]
-    assert cli.main(argv_2m) == 0
-    attrs = az.from_netcdf(fast).posterior.attrs
-    assert attrs["sampler"] == "dpmpp-2m" and attrs["denoiser_calls_per_draw"] == 4
-    guided = argv_2m[:6] + ["diffusion"] + argv_2m[7:]
+    assert idata.posterior.attrs["denoiser_calls_per_draw"] == 4  # DPM-Solver++(2M), 4 steps
+    heun = tmp_path / "heun.nc"
+    argv_heun = argv[:4] + [str(heun)] + argv[5:] + ["--sampler", "ode"]
+    assert cli.main(argv_heun) == 0
+    attrs = az.from_netcdf(heun).posterior.attrs
+    assert attrs["sampler"] == "ode" and attrs["denoiser_calls_per_draw"] == 7
+    guided = argv[:6] + ["diffusion"] + argv[7:] + ["--sampler", "dpmpp-2m"]
     assert cli.main(guided) == 2
     assert "--sampler dpmpp-2m applies to --method amortized only" in capsys.readouterr().err
     bad = argv[:-3] + ["--guidance", "mmps", "--no-progress"]
