@@ -119,8 +119,11 @@ def simulate(rng_key, preset=None, num: int = 1, *, emulator=None, batch_size: i
         pad = np.concatenate([chunk, np.full(batch_size - len(chunk), chunk[-1])])
         index = jnp.asarray(pad, jnp.uint32)
         theta, kappa = _simulate_batch_jit(rng_key, index, arrays, static, preset)
-        thetas.append(theta[: len(chunk)])
-        kappas.append(kappa[: len(chunk)])
+        full = len(chunk) == batch_size  # (slicing a whole batch would copy it)
+        thetas.append(theta if full else theta[: len(chunk)])
+        kappas.append(kappa if full else kappa[: len(chunk)])
     if not thetas:
         return jnp.zeros((0, preset.n_params)), jnp.zeros((0,) + preset.map_shape)
+    if len(thetas) == 1:
+        return thetas[0], kappas[0]
     return jnp.concatenate(thetas), jnp.concatenate(kappas)
