@@ -34,6 +34,7 @@ import jax
 import numpy as np
 
 from numpyro_diffprior.demo import FULL, diffusion_sampler, nuts_reference
+from numpyro_diffprior.infer.amortized import SOLVER_NAMES
 from numpyro_diffprior.observations import simulate_observation
 from numpyro_diffprior.prior import DiffusionPrior
 from numpyro_diffprior.runtime.processes import imap_in_processes, resolve_num_workers
@@ -82,9 +83,6 @@ def time_diffusion_processes(preset, shear, draws, seed, workers):
         )
     )
     return time.perf_counter() - t0, max(t[1] for t in times), per_worker
-
-
-SOLVERS = {"ode": "Heun ODE", "dpmpp-2m": "DPM-Solver++(2M) ODE"}
 
 
 def time_amortized(model, shear, draws, seed, num_steps, solver):
@@ -143,8 +141,8 @@ def main(argv=None):
         n = args.amortized_draws
         costs["amortized"] = (second / n, first / n)
         rows += [
-            (f"**amortised** ({SOLVERS[args.amortized_solver]}, {args.amortized_steps} steps, "
-             "one batch)", ""),
+            (f"**amortised** ({SOLVER_NAMES[args.amortized_solver]} ODE, "
+             f"{args.amortized_steps} steps, one batch)", ""),
             ("draws per run", n),
             ("first run incl. compilation / second run (s)", f"{first:.1f} / {second:.1f}"),
             ("time per draw (s), compiled / incl. compilation",

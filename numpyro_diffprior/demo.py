@@ -123,7 +123,9 @@ def run_demo(
     if amortized is None:
         _log(f"amortised sampler skipped: {why_not}")
     else:
-        solver = {"ode": "Heun", "dpmpp-2m": "DPM-Solver++(2M)"}.get(s.amortized_solver)
+        from numpyro_diffprior.infer.amortized import SOLVER_NAMES
+
+        solver = SOLVER_NAMES[s.amortized_solver]
         _log(f"amortised sampler ({s.amortized_steps} {solver} steps, {s.amortized_draws} draws)")
         t0 = time.perf_counter()
         runner = amortized_sampler(s, progress_bar=progress_bar)

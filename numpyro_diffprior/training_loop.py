@@ -147,10 +147,11 @@ def run_steps(update, state, sample_batch, data_key, batch_size, mesh, start, st
     for step in range(start, steps):
         batch = sample_batch(batch_key(data_key, step), batch_size)
         state, metrics = update(state, shard_batch(batch, mesh))
+        log_now = (step + 1) % log_every == 0 or step + 1 == steps
         checkpoint = checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps
-        if (step + 1) % log_every == 0 or step + 1 == steps or checkpoint:
+        if log_now or checkpoint:
             check_finite_loss(metrics, step + 1)
-        if (step + 1) % log_every == 0 or step + 1 == steps:
+        if log_now:
             m = {k: float(v) for k, v in metrics.items()}
             ema_loss = m["loss"] if ema_loss is None else 0.8 * ema_loss + 0.2 * m["loss"]
             m.update(step=step + 1, wall_s=time.perf_counter() - t0)

@@ -25,6 +25,7 @@ __all__ = [
     "dpmpp_2m_sampler",
     "euler_maruyama_sampler",
     "sample_theta_given_kappa",
+    "denoiser_calls",
 ]
 
 
@@ -39,6 +40,12 @@ def edm_sigma_steps(num_steps=32, *, sigma_min=0.002, sigma_max=80.0, rho=7.0):
     frac = i / max(num_steps - 1, 1)
     t = (sigma_max ** (1 / rho) + frac * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
     return jnp.concatenate([t, jnp.zeros(1, t.dtype)])
+
+
+def denoiser_calls(sampler: str, num_steps: int) -> int:
+    """Denoiser evaluations per draw: 2 num_steps - 1 for Heun ("ode", whose last step is
+    Euler), num_steps for DPM-Solver++(2M) ("dpmpp-2m") and Euler-Maruyama ("sde")."""
+    return 2 * int(num_steps) - 1 if sampler == "ode" else int(num_steps)
 
 
 def _initial(rng_key, num, dim, sigma_max, x_init):

@@ -32,6 +32,7 @@ import numpy as np
 from numpyro_diffprior.amortized.features import ShearObservation, observed_pixels
 from numpyro_diffprior.amortized.prior import AmortizedPrior, train_hint
 from numpyro_diffprior.diffusion.samplers import (
+    denoiser_calls,
     dpmpp_2m_sampler,
     edm_sampler,
     euler_maruyama_sampler,
@@ -44,7 +45,7 @@ __all__ = [
     "AmortizedPosteriorSampler",
     "AMORTIZED_DEFAULTS",
     "SAMPLERS",
-    "denoiser_calls",
+    "SOLVER_NAMES",
     "NoGuidance",
     "sample_many",
     "sample_with_keys",
@@ -54,7 +55,9 @@ __all__ = [
 ]
 
 # The reverse processes: Heun, DPM-Solver++(2M) (one denoiser call per step), Euler-Maruyama.
-SAMPLERS = ("ode", "dpmpp-2m", "sde")
+_REVERSE = {"ode": edm_sampler, "dpmpp-2m": dpmpp_2m_sampler, "sde": euler_maruyama_sampler}
+SAMPLERS = tuple(_REVERSE)
+SOLVER_NAMES = {"ode": "Heun", "dpmpp-2m": "DPM-Solver++(2M)", "sde": "Euler-Maruyama"}
 # DPM-Solver++(2M) on the probability-flow ODE from sigma_max 80 in 32 steps (32 denoiser calls
 # per draw): as accurate as Heun's 32 steps (63 calls) on the exact oracle, and the same
 # calibration with the shipped model (docs/validation.md).
@@ -178,14 +181,9 @@ def _sample_normalized(rng_key, prior, context, num, *, place=None, sampler, num
     x_init = x_init if place is None else place(x_init)
     ctx = jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (num,) + c.shape), context)
     denoise = lambda x, s: prior.conditional_denoise_normalized(x, s, ctx)
-    run = {"ode": edm_sampler, "dpmpp-2m": dpmpp_2m_sampler, "sde": euler_maruyama_sampler}[sampler]
-    return run(key_run, denoise, num, prior.dim, num_steps=num_steps, sigma_min=sigma_min,
-               sigma_max=sigma_max, rho=rho, x_init=x_init)  # fmt: skip
-
-
-def denoiser_calls(sampler: str, num_steps: int) -> int:
-    """Denoiser evaluations per draw of `sampler` ("ode": Heun, the last step Euler)."""
-    return 2 * int(num_steps) - 1 if sampler == "ode" else int(num_steps)
+    return _REVERSE[sampler](key_run, denoise, num, prior.dim, num_steps=num_steps,
+                             sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
+                             x_init=x_init)  # fmt: skip
 
 
 def _settings(sampler, num_steps, sigma_min, sigma_max, rho):

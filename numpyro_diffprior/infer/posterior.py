@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from numpyro_diffprior.diffusion.samplers import sample_theta_given_kappa
+from numpyro_diffprior.diffusion.samplers import denoiser_calls, sample_theta_given_kappa
 from numpyro_diffprior.infer.algorithms import (
     DIFFUSION_DEFAULTS,
     SHIPPED_NETWORK_GUIDANCE,
@@ -205,8 +205,7 @@ class DiffusionPosteriorSampler(_ModelKernel):
         return cls(model, **settings)
 
     def settings(self) -> dict:
-        steps = 2 * self.num_steps - 1 if self.sampler == "ode" else self.num_steps
-        calls = steps * (1 + self.num_corrector_steps)
+        calls = denoiser_calls(self.sampler, self.num_steps) * (1 + self.num_corrector_steps)
         calls += sum(r.denoiser_calls() for r in self.refinements)
         g = self.guidance
         out = {
