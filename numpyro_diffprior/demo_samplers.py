@@ -53,7 +53,7 @@ FULL = DemoSettings(
     langevin_steps_per_level=5,
     # the amortised sampler on the probability-flow ODE (AMORTIZED_DEFAULTS), in one batch
     amortized_draws=200,
-    amortized_steps=32,
+    amortized_steps=20,
     amortized_solver="dpmpp-2m",
     nuts_warmup=120,
     nuts_samples=120,

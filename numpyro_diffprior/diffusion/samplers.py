@@ -16,6 +16,8 @@ static).
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -31,14 +33,22 @@ __all__ = [
 
 def edm_sigma_steps(num_steps=32, *, sigma_min=0.002, sigma_max=80.0, rho=7.0):
     """Karras Eq. 5: sigma_i = (s_max^(1/rho) + i/(n-1) (s_min^(1/rho) - s_max^(1/rho)))^rho,
-    followed by sigma_n = 0; shape (num_steps + 1,)."""
+    followed by sigma_n = 0; shape (num_steps + 1,). rho = inf is the limit, equal steps in
+    log sigma (the log-SNR-uniform schedule of Lu et al. 2022):
+    sigma_i = s_max (s_min / s_max)^(i/(n-1))."""
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     if not 0 < sigma_min < sigma_max:
         raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    if not rho > 0:
+        raise ValueError(f"rho must be > 0 (inf: log-uniform steps), got {rho}")
     i = jnp.arange(num_steps, dtype=jnp.float32)
     frac = i / max(num_steps - 1, 1)
-    t = (sigma_max ** (1 / rho) + frac * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+    if math.isinf(rho):
+        t = sigma_max * (sigma_min / sigma_max) ** frac
+    else:
+        t = sigma_max ** (1 / rho) + frac * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))
+        t = t**rho
     return jnp.concatenate([t, jnp.zeros(1, t.dtype)])
 
 

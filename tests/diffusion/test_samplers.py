@@ -33,6 +33,31 @@ def test_sigma_steps_karras_eq5():
     assert bool(jnp.all(jnp.diff(t) < 0))
     with pytest.raises(ValueError, match="sigma_min"):
         edm_sigma_steps(5, sigma_min=1.0, sigma_max=0.5)
+    with pytest.raises(ValueError, match="rho must be > 0"):
+        edm_sigma_steps(5, rho=0.0)
+
+
+def test_sigma_steps_log_uniform_limit():
+    # rho = inf: sigma_i = 80 (0.002 / 80)^(i / 19), equal ratios; the limit of large rho
+    t = np.asarray(edm_sigma_steps(20, rho=float("inf")))
+    want = 80.0 * (0.002 / 80.0) ** (np.arange(20) / 19)
+    np.testing.assert_allclose(t[:-1], want, rtol=1e-5)
+    assert t[-1] == 0
+    np.testing.assert_allclose(t[1:-1] / t[:-2], (0.002 / 80.0) ** (1 / 19), rtol=1e-5)
+    np.testing.assert_allclose(edm_sigma_steps(20, rho=1e3)[:-1], want, rtol=0.03)
+
+
+def test_dpmpp_2m_log_uniform_steps_beat_rho7_at_few_steps():
+    # At 20 steps the exact flow's error with equal log-sigma steps is below that of the
+    # rho = 7 ladder (which puts most steps far below sd), for every sd in SD.
+    x_init = 80.0 * jax.random.normal(jax.random.key(5), (512, 4))
+    exact = x_init * SD / jnp.sqrt(SD**2 + 80.0**2)
+    err = {}
+    for rho in (7.0, float("inf")):
+        x = dpmpp_2m_sampler(jax.random.key(0), exact_denoiser, 512, 4, num_steps=20, rho=rho,
+                             x_init=x_init)  # fmt: skip
+        err[rho] = np.asarray(jnp.max(jnp.abs(x - exact), axis=0) / SD)
+    assert np.all(err[float("inf")] < err[7.0]) and err[float("inf")].max() < 0.08, err
 
 
 def test_heun_converges_to_exact_probability_flow():
