@@ -142,7 +142,7 @@ def main(argv=None):
         costs["amortized"] = (second / n, first / n)
         rows += [
             (f"**amortised** ({SOLVER_NAMES[args.amortized_solver]} ODE, "
-             f"{args.amortized_steps} steps, one batch)", ""),
+             f"{args.amortized_steps} steps equal in log sigma, one batch)", ""),
             ("draws per run", n),
             ("first run incl. compilation / second run (s)", f"{first:.1f} / {second:.1f}"),
             ("time per draw (s), compiled / incl. compilation",

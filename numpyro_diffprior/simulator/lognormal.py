@@ -34,7 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_diffprior.simulator.psd_sqrt import _mm, _psd_sqrt_last, _t, jacobi_eigh, psd_sqrt
+from numpyro_diffprior.simulator.psd_sqrt import (
+    batch_matmul,
+    batch_transpose,
+    jacobi_eigh,
+    psd_sqrt,
+    psd_sqrt_batch_last,
+)
 
 __all__ = [
     "wavenumber_grid",
@@ -183,7 +189,7 @@ def _orbit_sqrt(cl, ell, shift, npix, field_rad):
     of the orbits (all at the corners of lsst-y10-jade's) have negative eigenvalues, too many
     for a Cholesky factor with an eigen fallback of fixed size.
     """
-    return _psd_sqrt_last(_orbit_gaussian_power(cl, ell, shift, npix, field_rad))
+    return psd_sqrt_batch_last(_orbit_gaussian_power(cl, ell, shift, npix, field_rad))
 
 
 def _gaussian_power(cl, ell, shift, npix, field_rad):
@@ -261,7 +267,7 @@ def lognormal_theory_power(cl, ell, shift, *, npix: int, field_rad: float):
     """
     shift = jnp.asarray(shift)
     s = _orbit_sqrt(cl, ell, shift, npix, field_rad)
-    p_g = _mm(s, _t(s))[:, :, half_plane_orbits(npix)[2]]
+    p_g = batch_matmul(s, batch_transpose(s))[:, :, half_plane_orbits(npix)[2]]
     xi_g = jnp.fft.irfft2(p_g, s=(npix, npix))
     lam = shift[:, None] * shift[None, :]
     cov = lam[..., None, None] * jnp.expm1(xi_g)

@@ -15,14 +15,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["jacobi_eigh", "psd_sqrt"]
+__all__ = ["jacobi_eigh", "psd_sqrt", "psd_sqrt_batch_last", "batch_matmul", "batch_transpose"]
 
 
 def _sqrt_eigen(w):
     return jnp.sqrt(jnp.maximum(w, 0.0))
 
 
-def _mm(a, b):
+def batch_matmul(a, b):
     """Matrix product of batch-last stacks of small matrices, (C, C, ...) x (C, C, ...), written
     out entry by entry: on a CPU, XLA's batched dot costs 30x more for thousands of 5 x 5
     matrices, and a broadcast sum over the middle axis 200x more."""
@@ -31,7 +31,8 @@ def _mm(a, b):
     return jnp.stack([jnp.stack(row) for row in rows])
 
 
-def _t(a):
+def batch_transpose(a):
+    """Transpose of each matrix of a batch-last stack (C, C, ...)."""
     return jnp.swapaxes(a, 0, 1)
 
 
@@ -83,7 +84,7 @@ def jacobi_eigh(a, sweeps: int = _JACOBI_SWEEPS):
                 v[r][q] = s * v_rp + c * v_rq
         return [a[i][j] for i, j in _upper(n)], v
 
-    a = 0.5 * (a + _t(a))
+    a = 0.5 * (a + batch_transpose(a))
     upper = [a[i, j] for i, j in _upper(n)]
     v = [[jnp.full_like(a[0, 0], float(i == j)) for j in range(n)] for i in range(n)]
     upper, v = jax.lax.fori_loop(0, sweeps, sweep, (upper, v))
@@ -96,21 +97,21 @@ def _upper(n):
 
 
 @jax.custom_jvp
-def _psd_sqrt_last(a):
+def psd_sqrt_batch_last(a):
     """``psd_sqrt`` of a batch-last stack (C, C, ...)."""
     w, v = jacobi_eigh(a)
-    return _mm(v * _sqrt_eigen(w)[None], _t(v))
+    return batch_matmul(v * _sqrt_eigen(w)[None], batch_transpose(v))
 
 
-@_psd_sqrt_last.defjvp
+@psd_sqrt_batch_last.defjvp
 def _psd_sqrt_last_jvp(primals, tangents):
     # Daleckii-Krein: dS = V (F o V^T dA V) V^T, F_ij = (s_i - s_j) / (w_i - w_j),
     # = 1 / (s_i + s_j) when both eigenvalues are positive (no eigen-gap in the denominator).
     (a,), (da,) = primals, tangents
     w, v = jacobi_eigh(a)
     s = _sqrt_eigen(w)
-    vt = _t(v)
-    s_out = _mm(v * s[None], vt)
+    vt = batch_transpose(v)
+    s_out = batch_matmul(v * s[None], vt)
     pos = w > 0
     both = pos[:, None] & pos[None, :]
     one = pos[:, None] ^ pos[None, :]
@@ -119,12 +120,12 @@ def _psd_sqrt_last_jvp(primals, tangents):
     f_both = 1.0 / jnp.where(both, s_sum, 1.0)
     f_one = (s[:, None] - s[None, :]) / jnp.where(one, gap, 1.0)
     f = jnp.where(both, f_both, jnp.where(one, f_one, 0.0))
-    da = 0.5 * (da + _t(da))
-    return s_out, _mm(_mm(v, f * _mm(_mm(vt, da), v)), vt)
+    da = 0.5 * (da + batch_transpose(da))
+    return s_out, batch_matmul(batch_matmul(v, f * batch_matmul(batch_matmul(vt, da), v)), vt)
 
 
 def psd_sqrt(a):
     """Symmetric square root of a batch of symmetric (..., C, C) matrices, negative
     eigenvalues clipped to 0: ``S = V diag(sqrt(max(w, 0))) V^T`` (`jacobi_eigh`)."""
     a = jnp.asarray(a)
-    return jnp.moveaxis(_psd_sqrt_last(jnp.moveaxis(a, (-2, -1), (0, 1))), (0, 1), (-2, -1))
+    return jnp.moveaxis(psd_sqrt_batch_last(jnp.moveaxis(a, (-2, -1), (0, 1))), (0, 1), (-2, -1))
