@@ -41,6 +41,7 @@ def _algorithms():
 def add_parser(subparsers) -> argparse.ArgumentParser:
     alg = _algorithms()
     _S, _L, _G = alg.SHIPPED_NETWORK_SETTINGS, alg.LANGEVIN_DEFAULTS, alg.SHIPPED_NETWORK_GUIDANCE
+    _A = alg.AMORTIZED_DEFAULTS
     MMPS, RUN_DEFAULTS = alg.MMPS, alg.RUN_DEFAULTS
     parser = subparsers.add_parser(
         "sample",
@@ -71,8 +72,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--num", type=int, default=1000, help="number of posterior draws")
     parser.add_argument(
         "--steps", type=int, default=None,
-        help=f"reverse steps (diffusion, default {_S['num_steps']}) or levels (langevin, "
-        f"default {_L['num_levels']})",
+        help=f"reverse steps (diffusion, default {_S['num_steps']}; amortized, default "
+        f"{_A['num_steps']}, equal in log sigma) or levels (langevin, default {_L['num_levels']})",
     )  # fmt: skip
     parser.add_argument(
         "--steps-per-level", type=int, default=None,

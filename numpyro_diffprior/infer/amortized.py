@@ -37,6 +37,7 @@ from numpyro_diffprior.diffusion.samplers import (
     edm_sampler,
     euler_maruyama_sampler,
 )
+from numpyro_diffprior.infer.algorithms import AMORTIZED_DEFAULTS
 from numpyro_diffprior.infer.kernel import _ModelKernel
 from numpyro_diffprior.infer.model_tracing import linear_gaussian
 from numpyro_diffprior.simulator.shear import kaiser_squires
@@ -58,12 +59,6 @@ __all__ = [
 _REVERSE = {"ode": edm_sampler, "dpmpp-2m": dpmpp_2m_sampler, "sde": euler_maruyama_sampler}
 SAMPLERS = tuple(_REVERSE)
 SOLVER_NAMES = {"ode": "Heun", "dpmpp-2m": "DPM-Solver++(2M)", "sde": "Euler-Maruyama"}
-# DPM-Solver++(2M) on the probability-flow ODE from sigma_max 80, 20 steps equal in log sigma
-# (rho = inf; 20 denoiser calls per draw): on the exact oracle as accurate as 32 steps of the
-# rho = 7 ladder, which crowds its steps far below the posterior's scale (docs/sampling.md).
-AMORTIZED_DEFAULTS = dict(
-    sampler="dpmpp-2m", num_steps=20, sigma_min=0.002, sigma_max=80.0, rho=math.inf
-)
 _TOL = 1e-3  # relative slack of the range and forward-model checks
 
 
