@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import jax
 
-from numpyro_diffprior.infer.algorithms import SHIPPED_NETWORK_SETTINGS
+from numpyro_diffprior.infer.algorithms import AMORTIZED_DEFAULTS, SHIPPED_NETWORK_SETTINGS
 
 __all__ = [
     "DemoSettings",
@@ -53,8 +53,8 @@ FULL = DemoSettings(
     langevin_steps_per_level=5,
     # the amortised sampler on the probability-flow ODE (AMORTIZED_DEFAULTS), in one batch
     amortized_draws=200,
-    amortized_steps=20,
-    amortized_solver="dpmpp-2m",
+    amortized_steps=AMORTIZED_DEFAULTS["num_steps"],
+    amortized_solver=AMORTIZED_DEFAULTS["sampler"],
     nuts_warmup=120,
     nuts_samples=120,
     nuts_chains=4,
