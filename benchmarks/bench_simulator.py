@@ -1,7 +1,7 @@
 """Benchmark: log-normal maps per second, distinct theta per map, vs the naive approach.
 
 Usage: python benchmarks/bench_simulator.py [--presets tiny lsst-y10-coarse lsst-y10-jade]
-       [--num 256] [--jax-cosmo-calls 3] [--rounds 5]
+       [--num 256] [--jax-cosmo-calls 3] [--rounds 9]
 Writes benchmarks/results/simulator.md.
 
 "Ours" = `simulator.simulate` (prior draw + emulator C_l and shifts + log-normal map, vmapped
@@ -10,7 +10,9 @@ and jitted, one compiled function reused). Where a preset has no emulator table 
 fiducial scaled by (sigma_8 / 0.831)^2 per map: the map work per theta (a distinct C x C
 square root per Fourier mode) is the same, only the (cheap) spline evaluation is missing.
 "Naive" = one jax-cosmo `angular_cl` call per theta (what sbi_lens does) + the same map code
-from a fixed table: jax-cosmo is timed over a few calls after compilation and extrapolated.
+from a fixed table: jax-cosmo is timed over a few calls after compilation and extrapolated,
+in float64 (as `cosmology.spectra.angular_cl_reference` runs it; the headline ratio) and in
+float32 (JAX's default; faster and less accurate).
 Both are timed in interleaved rounds (ours, then jax-cosmo) and the speed-up is the median of
 the rounds' ratios, so a burst of other load on a shared machine moves it less.
 "FFT floor" = the C forward and inverse real FFTs of a map alone, timed in the same run.
@@ -55,6 +57,18 @@ def fiducial_spectra(preset):
         compile_s, cl = _timed(f, np.asarray(full, np.float64))
         shift = np.asarray(lognormal_shift(jnp.asarray(full, jnp.float64), preset.survey))
     return f, full, ell, np.asarray(cl, np.float32), shift.astype(np.float32), compile_s
+
+
+def jax_cosmo_float32(preset, ell):
+    """jax-cosmo's `angular_cl` for the same survey and multipoles in float32 (JAX's default
+    precision), jitted: the cheaper, less accurate way to run the naive simulator."""
+    import jax_cosmo as jc
+
+    from numpyro_diffprior.cosmology.spectra import _cosmology, redshift_bins
+
+    probe = jc.probes.WeakLensing(redshift_bins(preset.survey), sigma_e=preset.survey.sigma_e)
+    ell = jnp.asarray(ell, jnp.float32)
+    return jax.jit(lambda t: jc.angular_cl.angular_cl(_cosmology(t), ell, [probe]))
 
 
 def ours_timer(preset, num, batch_size, stand_in):
@@ -116,8 +130,11 @@ def bench(preset_name, num, calls, rounds):
     """One preset: compile both, then `rounds` rounds of (ours on `num` maps, jax-cosmo on
     `calls` thetas) back to back; the speed-up is the median of the rounds' ratios."""
     preset = get_preset(preset_name)
-    batch = 16 if preset.npix >= 128 else 64
+    batch = simulator.default_batch_size(preset)
     cl_fn, full, ell, cl, shift, cosmo_compile = fiducial_spectra(preset)
+    cl_fn32 = jax_cosmo_float32(preset, ell)
+    full32 = jnp.asarray(full, jnp.float32)
+    _timed(cl_fn32, full32)
     try:
         from numpyro_diffprior.cosmology.emulator import load_emulator
 
@@ -133,13 +150,15 @@ def bench(preset_name, num, calls, rounds):
         preset, jnp.asarray(cl), jnp.asarray(ell, jnp.float32), jnp.asarray(shift), batch
     )
     floor_s = fft_floor(preset, batch)
-    ours, per_theta = [], []
+    ours, per_theta, per_theta32 = [], [], []
     for _ in range(rounds):
         ours.append(ours_s_per_map())
         with jax.enable_x64(True):
             per_theta.append(_timed(cl_fn, np.asarray(full, np.float64), repeat=calls)[0])
-    ours, per_theta = np.asarray(ours), np.asarray(per_theta)
+        per_theta32.append(_timed(cl_fn32, full32, repeat=calls)[0])
+    ours, per_theta, per_theta32 = map(np.asarray, (ours, per_theta, per_theta32))
     ratios = (per_theta + map_s) / ours
+    ratios32 = (per_theta32 + map_s) / ours
     return {
         "preset": preset.name,
         "shape": "x".join(map(str, preset.map_shape)),
@@ -152,6 +171,10 @@ def bench(preset_name, num, calls, rounds):
         "naive maps/s": 1.0 / (np.median(per_theta) + map_s),
         "speed-up": np.median(ratios),
         "speed-up range": (ratios.min(), ratios.max()),
+        "jax-cosmo f32 s/theta": np.median(per_theta32),
+        "speed-up f32": np.median(ratios32),
+        "speed-up f32 range": (ratios32.min(), ratios32.max()),
+        "batch": batch,
         "ours ms/map": 1e3 * np.median(ours),
         "fft floor ms": 1e3 * floor_s,
         "load": os.getloadavg()[0],
@@ -166,7 +189,7 @@ def main(argv=None):
     parser.add_argument("--num", type=int, default=256, help="maps timed per preset (ours)")
     parser.add_argument("--jax-cosmo-calls", type=int, default=3)
     parser.add_argument(
-        "--rounds", type=int, default=5, help="interleaved rounds of both timings per preset"
+        "--rounds", type=int, default=9, help="interleaved rounds of both timings per preset"
     )
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
@@ -186,24 +209,30 @@ def main(argv=None):
         "map code from a fixed table (a lower bound on its cost: with one table the per-mode "
         "square roots are computed once, not per theta). Compile times are excluded from the "
         f"rates. Per preset, {args.rounds} rounds each time ours ({args.num} maps) and then "
-        "jax-cosmo, back to back in the same process; *speed-up* is the median of the rounds' "
+        "jax-cosmo (float64, as the project's reference spectra run, and float32, JAX's "
+        "default), back to back in the same process; *speed-up* is the median of the rounds' "
         "ratios (range in brackets) and the rates are medians. The ratio falls when other work "
         "shares the cores (ours is multi-threaded, jax-cosmo mostly serial), so the load "
         f"average on the {os.cpu_count()} cores is given per preset. *FFT floor*: the C forward "
         "and inverse real 2-D FFTs of a map alone (`irfft2(rfft2(z))`, same batch), the least "
         "any such simulator costs; *ours / floor* compares our whole time per map (prior draw, "
-        "emulator, shifts, log-normal map) with it.",
+        "emulator, shifts, log-normal map) with it. *batch*: maps per vmapped batch "
+        "(`simulator.default_batch_size`).",
         "",
-        "| preset | map | C_l source | ours (maps/s) | naive (maps/s) | speed-up | "
-        "jax-cosmo (s/theta) | map, fixed table (ms) | ours (ms/map) | FFT floor (ms/map) | "
+        "| preset | map | C_l source | batch | ours (maps/s) | naive (maps/s) | speed-up | "
+        "jax-cosmo (s/theta) | speed-up, float32 jax-cosmo | jax-cosmo float32 (s/theta) | "
+        "map, fixed table (ms) | ours (ms/map) | FFT floor (ms/map) | "
         "ours / floor | ours compile (s) | jax-cosmo compile (s) | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['preset']} | {r['shape']} | {r['how']} | {r['ours maps/s']:.1f} | "
+            f"| {r['preset']} | {r['shape']} | {r['how']} | {r['batch']} | "
+            f"{r['ours maps/s']:.1f} | "
             f"{r['naive maps/s']:.2f} | {r['speed-up']:.0f}x ({r['speed-up range'][0]:.0f}-"
             f"{r['speed-up range'][1]:.0f}) | {r['jax-cosmo s/theta']:.3f} | "
+            f"{r['speed-up f32']:.0f}x ({r['speed-up f32 range'][0]:.0f}-"
+            f"{r['speed-up f32 range'][1]:.0f}) | {r['jax-cosmo f32 s/theta']:.3f} | "
             f"{r['map from fixed table ms']:.2f} | {r['ours ms/map']:.2f} | "
             f"{r['fft floor ms']:.3f} | {r['ours ms/map'] / r['fft floor ms']:.1f}x | "
             f"{r['ours compile s']:.1f} | "

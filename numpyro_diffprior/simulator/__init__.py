@@ -1,8 +1,9 @@
 """Simulator: log-normal convergence maps, Kaiser-Squires shear, the field-level model, datasets.
 
 ``simulate(rng_key, preset, num)`` draws ``(theta, kappa)`` pairs with a distinct theta per map:
-map ``j`` is a pure function of ``fold_in(rng_key, start + j)``, so any batching or chunking of
-the same index range gives identical maps (the dataset writer relies on it).
+map ``j`` is a pure function of ``fold_in(rng_key, start + j)``, so any chunking of the same
+index range gives the same maps (identical for one batch size, equal to float32 rounding
+across batch sizes; the dataset writer relies on it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from numpyro_diffprior.simulator.shear import (
 
 __all__ = [
     "simulate",
+    "default_batch_size",
     "sample_prior_in_box",
     "lognormal_kappa",
     "power_grid",
@@ -87,14 +89,29 @@ def _simulate_batch(rng_key, index, emulator_arrays, static, preset):
 _simulate_batch_jit = jax.jit(_simulate_batch, static_argnums=(3, 4))
 
 
-def simulate(rng_key, preset=None, num: int = 1, *, emulator=None, batch_size: int = 64, start=0):
+def default_batch_size(preset) -> int:
+    """Maps per vmapped batch of `simulate` when none is given: 64 on an accelerator; on a CPU
+    the power of two (at most 64) that keeps a batch near 2^20 map values, where the batch's
+    working set stays in cache (lsst-y10-coarse: 64, lsst-y10-jade: 8, docs/benchmarks.md)."""
+    preset = get_preset(preset)
+    if jax.default_backend() != "cpu":
+        return 64
+    per_map = int(np.prod(preset.map_shape))
+    return int(min(64, 2 ** max(0, int(np.log2(max(1, 2**20 // per_map))))))
+
+
+def simulate(
+    rng_key, preset=None, num: int = 1, *, emulator=None, batch_size: int | None = None, start=0
+):
     """Draw ``num`` pairs (theta, kappa) with theta from the prior, a distinct theta per map.
 
     Returns numpy-convertible JAX arrays theta (num, P) and kappa (num, C, N, N). Map j uses
-    ``fold_in(rng_key, start + j)``. Batches of ``batch_size`` are vmapped under one compiled
-    function (the last batch is padded, so nothing re-traces).
+    ``fold_in(rng_key, start + j)``. Batches of ``batch_size`` (default `default_batch_size`)
+    are vmapped under one compiled function (the last batch is padded, so nothing re-traces).
     """
     preset = get_preset(preset)
+    if batch_size is None:
+        batch_size = default_batch_size(preset)
     if not isinstance(num, (int, np.integer)) or num < 0:
         raise ValueError(f"num must be a non-negative integer, got {num!r}")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:

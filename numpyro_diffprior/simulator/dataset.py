@@ -101,7 +101,7 @@ def write_dataset(
     """
     from tqdm.auto import tqdm
 
-    from numpyro_diffprior.simulator import simulate
+    from numpyro_diffprior.simulator import default_batch_size, simulate
 
     h5py = _h5py()
     preset = get_preset(preset)
@@ -129,7 +129,7 @@ def write_dataset(
         else:
             _create(f, preset, num, seed=seed, chunk_size=chunk_size, source="lognormal")
             done = 0
-        batch = min(chunk_size, 64)
+        batch = min(chunk_size, default_batch_size(preset))
         with tqdm(
             total=num,
             initial=done,

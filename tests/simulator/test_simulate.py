@@ -59,6 +59,20 @@ def test_simulate_batching_invariant_and_no_retrace(toy_emulator):
     assert not np.allclose(t1[:5], t3)
 
 
+def test_default_batch_size_keeps_a_batch_near_a_million_values(toy_emulator):
+    # on a CPU: the power of two <= 64 with batch x map size near 2^20 values
+    sizes = {name: simulator.default_batch_size(name) for name in
+             ("tiny", "lsst-y10-coarse", "lsst-y10-jade")}  # fmt: skip
+    assert sizes == {"tiny": 64, "lsst-y10-coarse": 64, "lsst-y10-jade": 8}
+    # the default batch changes only the grouping: the same maps as batch_size=BATCH, to
+    # float32 rounding (XLA vectorises a batch of 64 differently from one of 16)
+    key = jax.random.key(5)
+    t1, k1 = simulator.simulate(key, TINY, 20, emulator=toy_emulator, batch_size=BATCH)
+    t2, k2 = simulator.simulate(key, TINY, 20, emulator=toy_emulator)
+    np.testing.assert_array_equal(t1, t2)
+    np.testing.assert_allclose(k1, k2, rtol=0, atol=1e-4 * float(jnp.abs(k1).max()))
+
+
 def test_simulate_bad_input(toy_emulator, toy_emulator_coarse):
     with pytest.raises(ValueError, match="num"):
         simulator.simulate(jax.random.key(0), TINY, -1, emulator=toy_emulator)
