@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
@@ -61,34 +60,19 @@ class MaskedShearNormal(dist.Distribution):
         return jnp.where(self.observed, self.loc, 0.0)
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
 def validate_observation(preset, shear_obs=None, mask=None):
     """Eager checks of a shear observation against a preset; returns the (C, 2, N, N) mask.
 
-    Raises ValueError for a wrong shape, a non-boolean mask, or NaN/inf in an observed pixel
-    (non-finite values are allowed only where the mask is False).
+    The checks are `validation.check_observation`'s (shape, dtype, mask, NaN/inf in an observed
+    pixel; non-finite values are allowed only where the mask is False), so the model raises the
+    same ValueError as the samplers and the CLI. Traced arrays are checked by shape only.
     """
+    from numpyro_diffprior.validation import check_observation
+
     preset = get_preset(preset)
-    full_mask = expand_mask(mask, preset.n_bins, preset.npix)
-    if shear_obs is not None and _is_concrete(shear_obs):
-        obs = np.asarray(shear_obs)
-        if obs.shape != preset.shear_shape:
-            raise ValueError(
-                f"shear_obs must have shape {preset.shear_shape} (C, 2, N, N) for preset "
-                f"{preset.name!r}, got {obs.shape}"
-            )
-        bad = ~np.isfinite(obs)
-        if full_mask is not None and _is_concrete(full_mask):
-            bad &= np.asarray(full_mask)
-        if bad.any():
-            raise ValueError(
-                f"shear_obs has {int(bad.sum())} NaN/inf value(s) in observed pixels; "
-                "non-finite values are only allowed where mask is False"
-            )
-    return full_mask
+    if shear_obs is not None:
+        check_observation(shear_obs, mask, None, preset)
+    return expand_mask(mask, preset.n_bins, preset.npix)
 
 
 def lensing_model(
