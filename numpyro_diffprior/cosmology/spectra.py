@@ -91,21 +91,24 @@ def _cl_matrix(cl_flat, n_bins: int):
     return out.at[cols, rows].set(cl_flat)
 
 
-def angular_cl_reference(theta_full, survey: Survey, ell):
+def angular_cl_reference(theta_full, survey: Survey, ell, *, x64: bool = True):
     """C_l^{ij} of the tomographic convergence from jax-cosmo, shape (C, C, L), symmetric.
 
     theta_full: (6,) in `PARAMETER_NAMES` order (Omega_c, Omega_b, sigma_8, h, n_s, w_0).
-    Runs in float64 inside a local `jax.enable_x64` context; returns float64 arrays.
-    Not for use inside a model (slow); jit it once per survey and ell if called repeatedly.
+    Runs in float64 inside a local `jax.enable_x64` context and returns float64 arrays;
+    ``x64=False`` runs jax-cosmo in float32 (JAX's default: faster, less accurate; the
+    simulator benchmark times both). Not for use inside a model (slow); jit it once per survey
+    and ell if called repeatedly.
     """
     ell = np.asarray(ell, dtype=np.float64)
     if ell.ndim != 1 or np.any(ell < 2):
         raise ValueError("ell must be a 1-D array of multipoles >= 2")
-    with jax.enable_x64(True), warnings.catch_warnings():
+    dtype = jnp.float64 if x64 else jnp.float32
+    with jax.enable_x64(x64), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*int64.*")
-        theta_full = jnp.asarray(theta_full, dtype=jnp.float64)
+        theta_full = jnp.asarray(theta_full, dtype=dtype)
         if theta_full.shape != (6,):
             raise ValueError(f"theta_full must have shape (6,), got {theta_full.shape}")
         probe = jc.probes.WeakLensing(redshift_bins(survey), sigma_e=survey.sigma_e)
-        cl = jc.angular_cl.angular_cl(_cosmology(theta_full), jnp.asarray(ell), [probe])
+        cl = jc.angular_cl.angular_cl(_cosmology(theta_full), jnp.asarray(ell, dtype), [probe])
         return _cl_matrix(cl, survey.n_bins)

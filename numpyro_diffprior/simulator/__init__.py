@@ -96,8 +96,8 @@ def default_batch_size(preset) -> int:
     preset = get_preset(preset)
     if jax.default_backend() != "cpu":
         return 64
-    per_map = int(np.prod(preset.map_shape))
-    return int(min(64, 2 ** max(0, int(np.log2(max(1, 2**20 // per_map))))))
+    maps = max(1, 2**20 // int(np.prod(preset.map_shape)))
+    return min(64, 1 << (maps.bit_length() - 1))  # the power of two at or below `maps`
 
 
 def simulate(
