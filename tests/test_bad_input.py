@@ -295,7 +295,9 @@ def test_cli_parser_imports_no_heavy_module():
         "    cli.build_parser(name, lazy=True)\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 

@@ -176,9 +176,30 @@ def imap_in_processes(fn, arg_tuples, *, num_workers: int):
     `fn` is pickled once per worker (not once per task), so an object that builds something
     expensive on its first call (a sampler, a compiled function) builds it once per worker.
     Results arrive in input order as soon as they and all earlier ones are done; an
-    exception in a worker is raised here, and closing the generator stops the workers.
+    exception in a worker is raised here, a worker that dies (killed, out of memory) raises
+    `BrokenProcessPool` instead of waiting for ever, and closing the generator stops the
+    workers.
     """
     _check_picklable(fn, "the function")
     context = multiprocessing.get_context("spawn")
-    with context.Pool(num_workers, _init_map_worker, (worker_xla_flags(), fn)) as pool:
-        yield from pool.imap(_call_worker_fn, arg_tuples)
+    pool = ProcessPoolExecutor(num_workers, mp_context=context, initializer=_init_map_worker,
+                               initargs=(worker_xla_flags(), fn))  # fmt: skip
+    try:
+        futures = [pool.submit(_call_worker_fn, args) for args in arg_tuples]
+        for future in futures:
+            yield future.result()
+    finally:
+        _stop_pool(pool)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued tasks and end the workers now, without waiting for running tasks."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown clears it
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        if process.is_alive():
+            process.terminate()

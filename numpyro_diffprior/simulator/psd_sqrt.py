@@ -120,8 +120,30 @@ def _psd_sqrt_last_jvp(primals, tangents):
     f_both = 1.0 / jnp.where(both, s_sum, 1.0)
     f_one = (s[:, None] - s[None, :]) / jnp.where(one, gap, 1.0)
     f = jnp.where(both, f_both, jnp.where(one, f_one, 0.0))
-    da = 0.5 * (da + batch_transpose(da))
-    return s_out, batch_matmul(batch_matmul(v, f * batch_matmul(batch_matmul(vt, da), v)), vt)
+    # The tangent path works on lists of entries split off once (`_entries`): reverse mode
+    # transposes a split into one concatenation, where indexing each entry would become a
+    # full-size pad per entry (XLA then compiles the gradient 15x slower and runs it 20-40x
+    # slower).
+    v_e, vt_e, f_e, da_e = (_entries(x) for x in (v, vt, f, da))
+    n = len(da_e)
+    da_e = [[0.5 * (da_e[i][j] + da_e[j][i]) for j in range(n)] for i in range(n)]
+    inner = _entries_matmul(_entries_matmul(vt_e, da_e), v_e)
+    inner = [[f_e[i][j] * inner[i][j] for j in range(n)] for i in range(n)]
+    ds = _entries_matmul(_entries_matmul(v_e, inner), vt_e)
+    return s_out, jnp.stack([jnp.stack(row) for row in ds])
+
+
+def _entries(x):
+    """The entries of a batch-last stack x (n, m, ...) as nested lists of (...) arrays."""
+    n, m = x.shape[:2]
+    rows = jax.lax.split(x, [1] * n, axis=0)
+    return [[e[0, 0] for e in jax.lax.split(row, [1] * m, axis=1)] for row in rows]
+
+
+def _entries_matmul(a, b):
+    """Matrix product of two matrices given as nested lists of entries (`_entries`)."""
+    inner, cols = len(b), len(b[0])
+    return [[sum(row[k] * b[k][j] for k in range(inner)) for j in range(cols)] for row in a]
 
 
 def psd_sqrt(a):

@@ -29,7 +29,12 @@ def test_sharded_batch_matches_single_device():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     here = pathlib.Path(__file__).parent
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT], cwd=here, env=env, capture_output=True, text=True
+        [sys.executable, "-c", SCRIPT],
+        cwd=here,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "OK" in out.stdout
