@@ -192,8 +192,9 @@ def main(argv=None):
         max_tree_depth=args.max_tree_depth,
         dense_mass=False,
     )
+    key = jax.random.key(args.seed + 1)
     result = run_nuts_segments(
-        jax.random.key(args.seed + 1),
+        key if args.chains == 1 else jax.random.split(key, args.chains),
         args.chains,
         False,
         model=lensing_model,

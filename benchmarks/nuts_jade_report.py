@@ -82,6 +82,12 @@ def report(data: dict) -> str:
 
         theta = np.asarray(data["theta"], dtype=np.float64)
         ess = np.atleast_1d(effective_sample_size(theta)).tolist()
+    rhat = None
+    if data["chains"] > 1 and data.get("theta") is not None and n_draws >= 4:
+        from numpyro.diagnostics import split_gelman_rubin
+
+        theta = np.asarray(data["theta"], dtype=np.float64)
+        rhat = np.atleast_1d(split_gelman_rubin(theta)).tolist()
     proj = []
     warm_done = steps[:, :w].shape[1]
     per_iter = basis = None
@@ -107,6 +113,8 @@ def report(data: dict) -> str:
         rows.append(
             ("ESS per parameter (" + ", ".join(names) + ")", ", ".join(f"{e:.1f}" for e in ess))
         )
+        if rhat is not None:
+            rows.append(("split R-hat per parameter", ", ".join(f"{r:.3f}" for r in rhat)))
         ess_min = float(np.min(ess))
         per_grad = ess_min / grads_samp
         rows.append(
@@ -130,12 +138,17 @@ def report(data: dict) -> str:
     if proj:
         text += "\n## Projected cost on this machine\n\n| run | wall time |\n|---|---|\n"
         text += "\n".join(f"| {k} | {v} |" for k, v in proj) + "\n"
+    chains = (
+        "one short chain, whose autocorrelation estimate is noisy (a factor ~2 either way for "
+        "a few hundred draws or fewer) and cannot show non-convergence (no R-hat with one chain)"
+        if data["chains"] == 1
+        else f"{data['chains']} short chains, whose autocorrelation estimate is noisy for a "
+        "few hundred draws per chain"
+    )
     text += (
-        "\nCaveats: the ESS comes from one short chain, whose autocorrelation estimate is "
-        "noisy (a factor ~2 either way for a few hundred draws or fewer) and cannot show "
-        "non-convergence (no R-hat with one chain); the projections scale the measured "
-        "gradients per iteration and time per gradient linearly. The machine was shared "
-        "(load average above), so times are pessimistic.\n"
+        f"\nCaveats: the ESS comes from {chains}; the projections scale the measured "
+        "gradients per iteration and time per gradient linearly. Times are pessimistic when "
+        "the load average above exceeds the number of cores.\n"
         f"\nCommand: `{data['command']}`\n"
     )
     return text

@@ -58,6 +58,11 @@ def chain_keys(keys, num_chains):
     """(sampler keys, init keys): each chain's key splits, as NumPyro's HMC.init does, into a
     sampler key and an init key. `keys` is one key per chain (a single key for one chain);
     the results are unbatched for a single chain."""
+    if jnp.size(keys) != num_chains:
+        raise ValueError(
+            f"need one random key per chain ({num_chains}), got keys of shape "
+            f"{jnp.shape(keys)}: pass jax.random.split(key, {num_chains})"
+        )
     pairs = jax.vmap(jax.random.split)(jnp.reshape(keys, (num_chains,)))  # (chains, 2)
     if num_chains == 1:
         return pairs[0, 0], pairs[0, 1]

@@ -207,3 +207,12 @@ def test_checkpointed_chains_in_worker_processes(shear, tmp_path):
     again = nuts_baseline(jax.random.key(5), shear_obs=shear, checkpoint=path, **kw)
     _assert_same_draws(again, first)
     assert first.posterior.attrs["num_workers"] == 2
+
+
+def test_chain_keys_need_one_key_per_chain():
+    key = jax.random.key(0)
+    run, init = segments.chain_keys(jax.random.split(key, 3), 3)
+    assert run.shape == init.shape == (3,)
+    assert segments.chain_keys(key, 1)[0].shape == ()
+    with pytest.raises(ValueError, match=r"one random key per chain \(2\).*split\(key, 2\)"):
+        segments.chain_keys(key, 2)
