@@ -74,7 +74,7 @@ def report(data: dict) -> str:
     grads_warm, grads_samp = steps[:, :w].sum(), steps[:, w:].sum()
     ms = data["grad_ms"]
     if grads_samp > 0:
-        ms = 1e3 * data["sampling_time_s"] / grads_samp * data["chains"]
+        ms = 1e3 * data["sampling_time_s"] / grads_samp  # chains run one after the other
         rows.append(("time per gradient while sampling (in NUTS)", f"{ms:.1f} ms"))
     ess = data.get("ess")
     if ess is None and data.get("theta") is not None and n_draws >= 4:
