@@ -127,28 +127,26 @@ def heldout_loss_table(denoise_fn, x, n_params, rng_key, *, decades=SIGMA_DECADE
 
 
 def format_loss_table(rows) -> str:
-    lines = ["| sigma range | loss theta | loss kappa |", "|---|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| [{r['sigma_lo']:g}, {r['sigma_hi']:g}) | {r['loss_theta']:.4f} "
-            f"| {r['loss_kappa']:.4f} |"
-        )
-    return "\n".join(lines)
+    head = ["| sigma range | loss theta | loss kappa |", "|---|---|---|"]
+    row = "| [{sigma_lo:g}, {sigma_hi:g}) | {loss_theta:.4f} | {loss_kappa:.4f} |"
+    return "\n".join(head + [row.format(**r) for r in rows])
 
 
 def run_steps(update, state, sample_batch, data_key, batch_size, mesh, start, steps, *, log,
-              bar, save, log_every, checkpoint_every):  # fmt: skip
-    """Updates `start` .. `steps` - 1, each on a fresh batch `sample_batch(batch_key(data_key,
-    step), batch_size)`: a metrics line in `log` every `log_every` steps and at the end, the
-    bar moved every step, `save(state)` every `checkpoint_every` steps (not at the last one,
-    which the caller saves). A NaN or infinite loss at a logged or checkpointed step raises
+              bar, save, log_every, checkpoint_every, max_seconds=None):  # fmt: skip
+    """Updates `start` .. `steps` - 1 on fresh batches `sample_batch(batch_key(data_key, step),
+    batch_size)`, or until `max_seconds` of wall time have passed: a metrics line in `log`
+    every `log_every` steps and at the end, `save(state)` every `checkpoint_every` steps (the
+    caller saves the last). A non-finite loss at a logged or checkpointed step raises
     FloatingPointError before anything is saved. Returns the final state."""
     t0, ema_loss = time.perf_counter(), None
     for step in range(start, steps):
         batch = sample_batch(batch_key(data_key, step), batch_size)
         state, metrics = update(state, shard_batch(batch, mesh))
-        log_now = (step + 1) % log_every == 0 or step + 1 == steps
-        checkpoint = checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps
+        out_of_time = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
+        last = step + 1 == steps or out_of_time  # the caller saves the last state
+        log_now = (step + 1) % log_every == 0 or last
+        checkpoint = checkpoint_every and (step + 1) % checkpoint_every == 0 and not last
         if log_now or checkpoint:
             check_finite_loss(metrics, step + 1)
         if log_now:
@@ -161,6 +159,8 @@ def run_steps(update, state, sample_batch, data_key, batch_size, mesh, start, st
         bar.update(1)
         if checkpoint:
             save(state)
+        if out_of_time:
+            break
     return state
 
 
@@ -181,13 +181,14 @@ def train(
     progress=True,
     devices=None,
     init_from=None,
+    max_seconds=None,
 ):
     """Train (or resume) a joint denoiser; checkpoints go to `out_dir/checkpoint`.
 
-    Runs until `state.step == steps` (so `--steps` is the absolute target when resuming).
-    `heldout_source` (default `sample_batch`) draws the maps of the final held-out table.
-    Returns the final Checkpoint. Writes `out_dir/metrics.jsonl` (every `log_every` steps)
-    and `out_dir/heldout_loss.md`.
+    Runs until `state.step == steps` (so `--steps` is the absolute target when resuming), or
+    for `max_seconds` of wall time (one process only; resuming continues). `heldout_source`
+    (default `sample_batch`) draws the maps of the final held-out table. Returns the final
+    Checkpoint. Writes `out_dir/metrics.jsonl` (every `log_every` steps), `heldout_loss.md`.
 
     `init_from` (a Checkpoint or a checkpoint directory, e.g. the shipped model) fine-tunes:
     its EMA weights start both the weights and the EMA, its network config and normaliser are
@@ -272,7 +273,7 @@ def train(
     try:
         state = run_steps(update, state, sample_batch, data_key, batch_size, mesh, start, steps,
                           log=log, bar=bar, save=save, log_every=log_every,
-                          checkpoint_every=checkpoint_every)  # fmt: skip
+                          checkpoint_every=checkpoint_every, max_seconds=max_seconds)  # fmt: skip
     finally:
         bar.close()
         log.close()

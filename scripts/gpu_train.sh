@@ -1,32 +1,59 @@
 #!/usr/bin/env bash
-# Device-machine wrapper used once to train the shipped model on a lent GPU (not needed by users;
-# the documented command in docs/training.md reproduces the model on any machine).
-# Usage (GPU machine, repo root, wheels in .whl/): bash scripts/gpu_train.sh TRAIN_SECONDS BATCH
+# Device-machine wrapper that trained the shipped models on one lent GPU in one call (not
+# needed by users: docs/training.md and docs/sampling.md give each model's command, which runs
+# on any machine). Three trainings share the GPU for TRAIN_S seconds each (--max-seconds), then
+# each model is exported and checked. Everything lands in $OUT (at most 8 files).
+# Usage (repo root, wheels in .whl/): bash scripts/gpu_train.sh [TRAIN_S] [EVAL_S] [DRAWS] [CAL_OBS]
+# A CPU dry run: SMALL=1 bash scripts/gpu_train.sh 20 60 8 4
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-OUTDIR=${OUT:-/tmp/out}
-BUDGET=${1:-390}; BATCH=${2:-128}; shift 2 || true
-EXTRA="$*"
-nvidia-smi -L; python3 -c "import jax; print(jax.__version__, jax.devices())"
-# 1) throughput probe
-python3 -m numpyro_diffprior.cli train --preset lsst-y10-coarse --steps 500 --batch-size "$BATCH" \
-  --seed 0 --out /tmp/probe --log-every 100 --heldout 16 --no-progress $EXTRA > "$OUTDIR/probe.log" 2>&1
-STEPS=$(python3 - "$BUDGET" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open("/tmp/probe/metrics.jsonl")]
-a, b = rows[0], rows[-1]
-rate = (b["step"] - a["step"]) / (b["wall_s"] - a["wall_s"])
-print(int(rate * float(sys.argv[1]) // 1000 * 1000))
-PY
-)
-echo "probe: steps for budget = $STEPS" | tee "$OUTDIR/train.log"
-start=$(date +%s)
-timeout $(( BUDGET + 150 )) python3 -m numpyro_diffprior.cli train --preset lsst-y10-coarse \
-  --steps "$STEPS" --batch-size "$BATCH" --seed 0 --out /tmp/run --checkpoint-every 5000 \
-  --log-every 250 --no-progress $EXTRA 2>&1 | tee -a "$OUTDIR/train.log"
-echo "wall_s=$(( $(date +%s) - start ))" | tee -a "$OUTDIR/train.log"
-mkdir -p "$OUTDIR/ckpt"
-cp /tmp/run/checkpoint/* "$OUTDIR/ckpt/" 2>/dev/null
-cp /tmp/run/metrics.jsonl /tmp/run/heldout_loss.md "$OUTDIR/" 2>/dev/null
-ls -la "$OUTDIR" "$OUTDIR/ckpt"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.28
+OUTDIR=${OUT:-/tmp/out}; W=${WORK:-/tmp/gpu_train}; mkdir -p "$OUTDIR" "$W"
+TRAIN_S=${1:-330}; EVAL_S=${2:-130}; DRAWS=${3:-512}; CAL_OBS=${4:-500}
+START=$(date +%s); END_S=${END_S:-550}  # the checks stop END_S seconds after the start
+PY=${PYTHON:-python3}; CLI="$PY -m numpyro_diffprior.cli"
+LOG="$OUTDIR/log.txt"
+say() { echo "[$(date +%T)] $*" | tee -a "$LOG"; }
+say "$(nvidia-smi -L 2>/dev/null | head -1)"
+$PY -c "import jax, haiku; print('jax', jax.__version__, jax.devices())" 2>&1 | tee -a "$LOG" || exit 1
+if [ -n "${SMALL:-}" ]; then  # CPU dry run: tiny batches, the same code paths
+  BC=4; BA=4; BJ=2; JADE_MULT=1,2; HC=4; HJ=2
+else
+  BC=256; BA=256; BJ=64; JADE_MULT=1,2,2,4,4; HC=256; HJ=128
+fi
+COMMON="--steps 1000000 --final-lr-ratio 1 --max-seconds $TRAIN_S --theta-weight 2 --no-progress"
+say "train: 3 runs x ${TRAIN_S}s"
+$CLI train --preset lsst-y10-coarse --width 32 --batch-size $BC --lr 1e-3 --warmup 300 \
+  --ema-halflife 800 --seed 10 --checkpoint-every 1000 --log-every 100 --heldout $HC \
+  $COMMON --out "$W/coarse" > "$W/coarse.log" 2>&1 &
+$CLI train --conditional --preset lsst-y10-coarse --init-from pretrained --batch-size $BA \
+  --lr 5e-4 --warmup 100 --ema-halflife 800 --seed 11 --checkpoint-every 1000 --log-every 100 \
+  $COMMON --out "$W/amortized" > "$W/amortized.log" 2>&1 &
+$CLI train --preset lsst-y10-jade --channel-mult $JADE_MULT --batch-size $BJ --lr 1e-3 \
+  --warmup 300 --ema-halflife 800 --seed 12 --checkpoint-every 1000 --log-every 100 \
+  --heldout $HJ $COMMON --out "$W/jade" > "$W/jade.log" 2>&1 &
+wait
+for run in coarse amortized jade; do
+  say "$run: $(tail -n 3 "$W/$run.log" | tr '\n' ' ')"
+  $CLI export --checkpoint "$W/$run/checkpoint" --out "$W/$run/model" \
+    --note "scripts/gpu_train.sh: ${TRAIN_S}s on one GPU, fresh simulations" >> "$LOG" 2>&1
+  tar -czf "$OUTDIR/$run.tgz" -C "$W" "$run.log" "$run/model" "$run/metrics.jsonl" \
+    $(cd "$W" && ls "$run/heldout_loss.md" 2>/dev/null) >> "$LOG" 2>&1
+done
+LEFT=$(( START + END_S - $(date +%s) - 10 )); [ "$LEFT" -lt "$EVAL_S" ] && EVAL_S=$LEFT
+say "checks: ${EVAL_S}s"
+timeout "$EVAL_S" $PY scripts/gpu_eval_prior.py "$W/coarse/model" "$OUTDIR/eval_coarse.md" \
+  "$DRAWS" > "$W/eval_coarse.log" 2>&1 &
+timeout "$EVAL_S" $PY scripts/gpu_eval_prior.py "$W/jade/model" "$OUTDIR/eval_jade.md" \
+  "$DRAWS" > "$W/eval_jade.log" 2>&1 &
+timeout "$EVAL_S" $CLI calibrate --method amortized --model "$W/amortized/model" \
+  --num-obs "$CAL_OBS" --num-draws 100 --obs-per-batch 25 --seed 0 --no-progress \
+  --out "$W/cal_amortized" > "$W/cal_amortized.log" 2>&1 &
+wait
+tail -n 5 "$W"/eval_*.log "$W/cal_amortized.log" >> "$LOG" 2>&1
+tar -czf "$OUTDIR/cal_amortized.tgz" -C "$W" cal_amortized cal_amortized.log >> "$LOG" 2>&1
+say "done"; ls -la "$OUTDIR" | tee -a "$LOG"

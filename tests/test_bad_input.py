@@ -213,6 +213,13 @@ CLI_CASES = [
     ("train-out-file", ["train", "--steps", "3", "--out", "notes.txt"], r"is a file"),
     ("train-init-from", ["train", "--steps", "3", "--init-from", "nope", "--out", "run"],
      r"--init-from 'nope': no such checkpoint"),
+    ("train-final-lr", ["train", "--steps", "3", "--final-lr-ratio", "0", "--out", "run"],
+     r"--final-lr-ratio must be in \(0, 1\], got 0.0"),
+    ("train-max-seconds", ["train", "--steps", "3", "--max-seconds", "-5", "--out", "run"],
+     r"--max-seconds must be a finite number > 0, got -5.0"),
+    ("train-max-seconds-hosts", ["train", "--steps", "3", "--max-seconds", "60", "--out", "run",
+                                 "--coordinator", "h:1", "--num-processes", "2",
+                                 "--process-id", "0"], r"--max-seconds needs one process"),
     ("evaluate-one-file", ["evaluate", "--idata", "a.nc", "--out", "rep"],
      r"--idata needs two or more InferenceData files to compare, got 1"),
     ("evaluate-missing", ["evaluate", "--idata", "a.nc", "b.nc", "--out", "rep"],
@@ -334,6 +341,7 @@ def test_train_help_defaults_are_the_config_defaults():
     )
     assert args.channel_mult == ",".join(map(str, net.channel_mult))
     assert args.heldout is None  # resolved in run: 0 below train.HELDOUT_MIN_STEPS steps
+    assert args.final_lr_ratio == tr.final_lr_ratio and args.max_seconds is None
 
 
 def test_json_output_is_strict():

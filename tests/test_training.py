@@ -252,3 +252,31 @@ def test_run_steps_stops_on_a_nan_loss_before_saving():
                   checkpoint_every=2)  # fmt: skip
     assert [int(s) for s in saved] == [2]
     assert log.getvalue() == ""
+
+
+def test_run_steps_stops_after_max_seconds():
+    """max_seconds=0: exactly one update runs, it is logged (so the metrics show where the run
+    stopped), and nothing is checkpointed inside the loop (the caller saves the final state)."""
+    import io
+
+    from numpyro_diffprior.sharding import make_mesh
+    from numpyro_diffprior.training_loop import run_steps
+
+    def update(state, batch):
+        one = jnp.asarray(1.0)
+        return state + 1, {"loss": one, "loss_theta": one, "loss_kappa": one}
+
+    class Bar:
+        def update(self, n):
+            pass
+
+        def set_postfix(self, **kw):
+            pass
+
+    saved, log = [], io.StringIO()
+    state = run_steps(update, jnp.asarray(5), lambda key, n: jnp.zeros((n, 1)), jax.random.key(0),
+                      2, make_mesh(), 5, 20, log=log, bar=Bar(), save=saved.append, log_every=10,
+                      checkpoint_every=1, max_seconds=0.0)  # fmt: skip
+    assert int(state) == 6 and saved == []
+    (line,) = log.getvalue().splitlines()
+    assert json.loads(line)["step"] == 6

@@ -122,12 +122,13 @@ def _start(preset, init_from, network_config):
 def train_conditional(preset, out_dir, *, steps, sample_batch=None, network_config=None,
                       training_config=None, observation_range=None, seed=0,
                       checkpoint_every=1000, resume=False, log_every=50, progress=True,
-                      init_from=None, devices=None):  # fmt: skip
+                      init_from=None, devices=None, max_seconds=None):  # fmt: skip
     """Train (or resume) an amortised model; checkpoints go to `out_dir/checkpoint`.
 
     Runs until step `steps`; writes `out_dir/metrics.jsonl`. init_from: a joint prior's (or a
     conditional) Checkpoint or directory. observation_range: default
-    `ObservationRange.for_preset(preset)`. Returns the final Checkpoint."""
+    `ObservationRange.for_preset(preset)`. `max_seconds`: as `training_loop.train`. Returns
+    the final Checkpoint."""
     from tqdm.auto import tqdm
 
     from numpyro_diffprior.checkpoints import load_checkpoint, save_checkpoint
@@ -181,7 +182,8 @@ def train_conditional(preset, out_dir, *, steps, sample_batch=None, network_conf
         try:
             state = run_steps(update, state, sample_batch, data_key, training_config.batch_size,
                               mesh, start, steps, log=log, bar=bar, save=save,
-                              log_every=log_every, checkpoint_every=checkpoint_every)  # fmt: skip
+                              log_every=log_every, checkpoint_every=checkpoint_every,
+                              max_seconds=max_seconds)  # fmt: skip
         finally:
             bar.close()
     save(state)

@@ -73,6 +73,14 @@ def add_parser(subparsers):
     p.add_argument("--batch-size", type=int, default=tr.batch_size)
     p.add_argument("--lr", type=float, default=tr.learning_rate)
     p.add_argument("--warmup", type=int, default=tr.warmup_steps)
+    p.add_argument(
+        "--final-lr-ratio", type=float, default=tr.final_lr_ratio,
+        help="learning rate at --steps over --lr (cosine decay; 1: constant after the warmup)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-seconds", type=float, default=None,
+        help="stop after this much wall time and save (one process; --resume continues)",
+    )  # fmt: skip
     p.add_argument("--ema-halflife", type=float, default=tr.ema_halflife, help="in steps")
     p.add_argument("--theta-weight", type=float, default=tr.theta_weight)
     p.add_argument("--P-mean", dest="P_mean", type=float, default=tr.P_mean)
@@ -133,6 +141,8 @@ def check_hosts(args):
             f"need --num-processes >= 1 and 0 <= --process-id < --num-processes, got "
             f"{args.num_processes} and {args.process_id}"
         )
+    if args.max_seconds is not None and args.num_processes > 1:
+        raise ValueError("--max-seconds needs one process (each would stop at its own step)")
     return dict(
         coordinator_address=args.coordinator,
         num_processes=args.num_processes,
@@ -173,6 +183,10 @@ def check_args(args):
     _positive(args, ["warmup", "pool"], zero=True)
     _positive(args, ["lr", "ema_halflife"], integer=False)
     _positive(args, ["P_std"], integer=False)
+    if not (0 < args.final_lr_ratio <= 1):
+        raise ValueError(f"--final-lr-ratio must be in (0, 1], got {args.final_lr_ratio}")
+    if args.max_seconds is not None:
+        _positive(args, ["max_seconds"], integer=False)
     if not math.isfinite(args.P_mean) or not math.isfinite(args.theta_weight):
         raise ValueError("--P-mean and --theta-weight must be finite")
     if args.heldout is not None and args.heldout < 0:
@@ -223,6 +237,7 @@ def run(args) -> int:
         learning_rate=args.lr,
         warmup_steps=min(args.warmup, args.steps - 1),
         total_steps=args.steps,
+        final_lr_ratio=args.final_lr_ratio,
         ema_halflife=args.ema_halflife,
         theta_weight=args.theta_weight,
         P_mean=args.P_mean,
@@ -263,6 +278,7 @@ def run(args) -> int:
         heldout_source=heldout_source,
         progress=not args.no_progress,
         init_from=init_from,
+        max_seconds=args.max_seconds,
     )
     if ckpt is None:  # another host's process: process 0 wrote the checkpoint
         return 0

@@ -85,7 +85,7 @@ def run_conditional(args, network_config, training_config, sample_batch, init_fr
         network_config=network_config, training_config=training_config,
         observation_range=obs_range, seed=args.seed, checkpoint_every=args.checkpoint_every,
         resume=args.resume, log_every=args.log_every, progress=not args.no_progress,
-        init_from=init_from,
+        init_from=init_from, max_seconds=args.max_seconds,
     )  # fmt: skip
     print(
         f"conditional checkpoint: {ckpt.path} (step {ckpt.step}); sample with "
