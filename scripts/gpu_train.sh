@@ -30,14 +30,14 @@ say "train: 3 runs x ${TRAIN_S}s"
 $CLI train --preset lsst-y10-coarse --width 32 --batch-size $BC --lr 1e-3 --warmup 300 \
   --ema-halflife 800 --seed 10 --checkpoint-every 1000 --log-every 100 --heldout $HC \
   $COMMON --out "$W/coarse" > "$W/coarse.log" 2>&1 &
-$CLI train --conditional --preset lsst-y10-coarse --init-from pretrained --batch-size $BA \
+[ -z "${SKIP_AMORTIZED:-}" ] && $CLI train --conditional --preset lsst-y10-coarse --init-from pretrained --batch-size $BA \
   --lr 5e-4 --warmup 100 --ema-halflife 800 --seed 11 --checkpoint-every 1000 --log-every 100 \
   $COMMON --out "$W/amortized" > "$W/amortized.log" 2>&1 &
 $CLI train --preset lsst-y10-jade --channel-mult $JADE_MULT --batch-size $BJ --lr 1e-3 \
   --warmup 300 --ema-halflife 800 --seed 12 --checkpoint-every 1000 --log-every 100 \
   --heldout $HJ $COMMON --out "$W/jade" > "$W/jade.log" 2>&1 &
 wait
-for run in coarse amortized jade; do
+for run in coarse ${SKIP_AMORTIZED:-amortized} jade; do
   say "$run: $(tail -n 3 "$W/$run.log" | tr '\n' ' ')"
   $CLI export --checkpoint "$W/$run/checkpoint" --out "$W/$run/model" \
     --note "scripts/gpu_train.sh: ${TRAIN_S}s on one GPU, fresh simulations" >> "$LOG" 2>&1
@@ -50,7 +50,7 @@ timeout "$EVAL_S" $PY scripts/gpu_eval_prior.py "$W/coarse/model" "$OUTDIR/eval_
   "$DRAWS" > "$W/eval_coarse.log" 2>&1 &
 timeout "$EVAL_S" $PY scripts/gpu_eval_prior.py "$W/jade/model" "$OUTDIR/eval_jade.md" \
   "$DRAWS" > "$W/eval_jade.log" 2>&1 &
-timeout "$EVAL_S" $CLI calibrate --method amortized --model "$W/amortized/model" \
+[ -z "${SKIP_AMORTIZED:-}" ] && timeout "$EVAL_S" $CLI calibrate --method amortized --model "$W/amortized/model" \
   --num-obs "$CAL_OBS" --num-draws 100 --obs-per-batch 25 --seed 0 --no-progress \
   --out "$W/cal_amortized" > "$W/cal_amortized.log" 2>&1 &
 wait
