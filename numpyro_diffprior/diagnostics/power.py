@@ -33,14 +33,26 @@ def _abs_k(npix: int, field_rad: float) -> np.ndarray:
 def ell_bin_edges(npix: int, field_rad: float, n_bins: int | None = None) -> np.ndarray:
     """Log-spaced edges (n_bins + 1,) from the fundamental 2 pi / L to the Nyquist pi N / L.
 
-    The default ``n_bins`` is ``max(4, npix // 4)``. The edges are widened by 0.1% so that the
+    The default ``n_bins`` is the largest count up to ``max(4, npix // 4)`` whose bins all hold
+    modes of the grid (8 at 32 pixels; fewer than ``npix // 4`` above, where the lowest log
+    bins would fall between the discrete |k|). The edges are widened by 0.1% so that the
     fundamental and the axis Nyquist modes fall inside.
     """
     if npix < 2 or field_rad <= 0:
         raise ValueError(f"need npix >= 2 and field_rad > 0, got {npix}, {field_rad}")
-    n_bins = max(4, npix // 4) if n_bins is None else int(n_bins)
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    if n_bins is not None:
+        if int(n_bins) < 1:
+            raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+        return _log_edges(npix, field_rad, int(n_bins))
+    k = _abs_k(npix, field_rad).ravel()
+    for n in range(max(4, npix // 4), 1, -1):
+        edges = _log_edges(npix, field_rad, n)
+        if np.all(np.bincount(np.digitize(k, edges), minlength=n + 2)[1 : n + 1] > 0):
+            return edges
+    return _log_edges(npix, field_rad, 1)
+
+
+def _log_edges(npix, field_rad, n_bins):
     edges = np.geomspace(2.0 * np.pi / field_rad, np.pi * npix / field_rad, n_bins + 1)
     edges[0] *= 0.999
     edges[-1] *= 1.001

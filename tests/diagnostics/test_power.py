@@ -99,3 +99,22 @@ def test_bad_input():
         cross_correlation_coefficient(jnp.zeros((1, N, N)), jnp.zeros((2, N, N)), FIELD, edges)
     with pytest.raises(ValueError, match="n_bins"):
         ell_bin_edges(N, FIELD, n_bins=0)
+
+
+@pytest.mark.parametrize("npix", [16, 32, 64, 128])
+def test_default_ell_bins_all_hold_modes(npix):
+    """The default bin count is the largest up to npix // 4 (at least 4) whose bins all hold
+    modes: 4 and 8 at 16 and 32 pixels; at 128 pixels 32 log bins would leave the lowest ones
+    between the discrete |k|, and binned_theory refuses an empty bin."""
+    edges = ell_bin_edges(npix, FIELD)
+    n = len(edges) - 1
+    assert np.all(modes_per_bin(npix, FIELD, edges) > 0)
+    if npix <= 32:
+        assert n == max(4, npix // 4)
+    assert 8 <= n <= max(4, npix // 4) or npix == 16
+    for more in range(n + 1, max(4, npix // 4) + 1):
+        assert np.any(modes_per_bin(npix, FIELD, ell_bin_edges(npix, FIELD, more)) == 0)
+    with pytest.raises(ValueError, match="empty ell bin"):
+        binned_theory(np.ones((128, 128)), 128, FIELD, ell_bin_edges(128, FIELD, 32))
+    theory = binned_theory(np.ones((npix, npix)), npix, FIELD, edges)
+    np.testing.assert_allclose(np.asarray(theory), (FIELD / npix) ** 2, rtol=1e-4)
