@@ -222,6 +222,16 @@ def test_init_from_fine_tunes_from_ema_weights(tmp_path):
         train("lsst-y10-coarse", tmp_path / "other", steps=2, init_from=start.path)
 
 
+class _SilentBar:
+    """A stand-in for tqdm's bar in `run_steps` tests."""
+
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kw):
+        pass
+
+
 def test_run_steps_stops_on_a_nan_loss_before_saving():
     """A NaN loss at step 3 (checkpoint every 2, log every 10): the step-2 state is saved, then
     FloatingPointError names step 4 (the next checkpoint), and nothing else is saved or logged."""
@@ -239,16 +249,9 @@ def test_run_steps_stops_on_a_nan_loss_before_saving():
     def sample_batch(key, n):
         return jnp.zeros((n, 1))
 
-    class Bar:
-        def update(self, n):
-            pass
-
-        def set_postfix(self, **kw):
-            pass
-
     with pytest.raises(FloatingPointError, match="at step 4.*last checkpoint is kept"):
         run_steps(update, jnp.asarray(0), sample_batch, jax.random.key(0), 2, make_mesh(), 0,
-                  20, log=log, bar=Bar(), save=saved.append, log_every=10,
+                  20, log=log, bar=_SilentBar(), save=saved.append, log_every=10,
                   checkpoint_every=2)  # fmt: skip
     assert [int(s) for s in saved] == [2]
     assert log.getvalue() == ""
@@ -266,17 +269,10 @@ def test_run_steps_stops_after_max_seconds():
         one = jnp.asarray(1.0)
         return state + 1, {"loss": one, "loss_theta": one, "loss_kappa": one}
 
-    class Bar:
-        def update(self, n):
-            pass
-
-        def set_postfix(self, **kw):
-            pass
-
     saved, log = [], io.StringIO()
     state = run_steps(update, jnp.asarray(5), lambda key, n: jnp.zeros((n, 1)), jax.random.key(0),
-                      2, make_mesh(), 5, 20, log=log, bar=Bar(), save=saved.append, log_every=10,
-                      checkpoint_every=1, max_seconds=0.0)  # fmt: skip
+                      2, make_mesh(), 5, 20, log=log, bar=_SilentBar(), save=saved.append,
+                      log_every=10, checkpoint_every=1, max_seconds=0.0)  # fmt: skip
     assert int(state) == 6 and saved == []
     (line,) = log.getvalue().splitlines()
     assert json.loads(line)["step"] == 6

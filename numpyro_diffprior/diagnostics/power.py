@@ -44,10 +44,9 @@ def ell_bin_edges(npix: int, field_rad: float, n_bins: int | None = None) -> np.
         if int(n_bins) < 1:
             raise ValueError(f"n_bins must be >= 1, got {n_bins}")
         return _log_edges(npix, field_rad, int(n_bins))
-    k = _abs_k(npix, field_rad).ravel()
     for n in range(max(4, npix // 4), 1, -1):
         edges = _log_edges(npix, field_rad, n)
-        if np.all(np.bincount(np.digitize(k, edges), minlength=n + 2)[1 : n + 1] > 0):
+        if np.all(modes_per_bin(npix, field_rad, edges) > 0):
             return edges
     return _log_edges(npix, field_rad, 1)
 
