@@ -99,6 +99,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "processes, an address (tcp://host:8786) uses a running `dask scheduler` and its "
         "workers; the results equal a local run's (docs/validation.md)",
     )
+    parser.add_argument(
+        "--save-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="save the draws so far to OUT/progress.npz at most this often (0: after every "
+        "observation or batch) and when the run ends or stops; a rerun resumes from it",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--no-progress", action="store_true")
@@ -153,6 +161,7 @@ def run(args) -> int:
         f"steps={args.num_steps} warmup={args.warmup}",
         num_workers=workers,
         scheduler=scheduler,
+        save_every_s=args.save_every,
     )
     where = f"{workers} worker process(es)" if scheduler is None else f"Dask ({scheduler})"
     return _report(args, preset, result, where)
@@ -194,6 +203,7 @@ def _run_amortized(args):
         seed=args.seed,
         progress_file=_progress_path(args.out),
         run_label=f"{args.model} amortized",
+        save_every_s=args.save_every,
         **settings,
     )
     frac, factor = result["masked_fraction"], result["noise_factor"]

@@ -46,6 +46,7 @@ def run_calibration(
     run_label: str = "",
     num_workers=1,
     scheduler=None,
+    save_every_s: float = 60.0,
 ) -> dict:
     """Simulate `num_obs` observations, sample each posterior, score TARP and MIRA.
 
@@ -53,11 +54,12 @@ def run_calibration(
     (`simulator.sample_prior_in_box`, as for the training data: outside it the tabulated
     spectra are extrapolated); with `model` and no `emulator`, from the model's own prior.
 
-    With `progress_file` (an .npz path) the draws so far are saved atomically after every
-    observation, and a rerun with the same key, preset, `num_obs` and `run_label` (say, the
-    sampler's settings) resumes after the last finished one. Observation k always uses the
-    k-th split of `rng_key`, so a resumed run equals an uninterrupted one. A file written for
-    another run is a ValueError.
+    With `progress_file` (an .npz path) the draws so far are saved atomically when at least
+    `save_every_s` seconds have passed since the last save (0: after every observation), and
+    when the run ends or stops on an error or an interrupt; a rerun with the same key, preset,
+    `num_obs` and `run_label` (say, the sampler's settings) resumes after the last finished one.
+    Observation k always uses the k-th split of `rng_key`, so a resumed run equals an
+    uninterrupted one. A file written for another run is a ValueError.
 
     `num_workers` > 1 (or "auto": one per CPU core on a CPU, 1 on an accelerator) samples the
     observations in that many spawned processes, one XLA thread each; the observations are
@@ -81,6 +83,8 @@ def run_calibration(
     check_scheduler(scheduler)
     if num_obs < 2:
         raise ValueError(f"num_obs must be >= 2, got {num_obs}")
+    if not save_every_s >= 0:
+        raise ValueError(f"save_every_s must be >= 0 seconds, got {save_every_s}")
     if emulator is None and model is None:
         from numpyro_diffprior.cosmology.emulator import load_emulator
 
@@ -129,6 +133,15 @@ def run_calibration(
     else:
         results = sampled_elsewhere(executor)
     bar = tqdm(total=num_obs, initial=len(theta_s), desc="calibration", disable=not progress)
+    saved, last_save = len(theta_s), time.perf_counter()
+
+    def save():
+        nonlocal saved, last_save
+        fields = (theta_s, kappa_s, theta_t, kappa_t)
+        spent = elapsed + time.perf_counter() - start
+        _save_progress(progress_file, run_id, fields, spent)
+        saved, last_save = len(theta_s), time.perf_counter()
+
     try:
         for obs, (theta, kappa) in results:
             theta, kappa = np.asarray(theta), np.asarray(kappa)
@@ -142,12 +155,12 @@ def run_calibration(
             kappa_s.append(kappa)
             theta_t.append(obs["theta_true"])
             kappa_t.append(obs["kappa_true"])
-            if progress_file is not None:
-                fields = (theta_s, kappa_s, theta_t, kappa_t)
-                spent = elapsed + time.perf_counter() - start
-                _save_progress(progress_file, run_id, fields, spent)
+            if progress_file is not None and time.perf_counter() - last_save >= save_every_s:
+                save()
             bar.update()
     finally:
+        if progress_file is not None and len(kappa_t) > saved:  # the end, an error, a ^C
+            save()
         results.close()  # stops the workers of a failed run
         executor.close()  # a cluster started for the run
     bar.close()
@@ -199,6 +212,7 @@ def _load_progress(path, run_id) -> tuple[dict, float]:
 
 
 def _save_progress(path, run_id, fields, wall_time_s) -> None:
-    arrays = dict(zip(_FIELDS, (np.stack(f) for f in fields), strict=True))
+    done = min(len(f) for f in fields)  # an interrupt can fall between the appends
+    arrays = dict(zip(_FIELDS, (np.stack(f[:done]) for f in fields), strict=True))
     arrays["kappa_samples"] = arrays["kappa_samples"].astype(np.float32)
     atomic_savez(path, wall_time_s=wall_time_s, **arrays, **run_id)

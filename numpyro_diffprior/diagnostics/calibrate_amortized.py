@@ -53,6 +53,7 @@ def run_amortized_calibration(
     seed: int = 0,
     progress_file=None,
     run_label: str = "",
+    save_every_s: float = 60.0,
     **settings,
 ) -> dict:
     """Simulate `num_obs` observations from the training family of `prior` (an
@@ -65,10 +66,12 @@ def run_amortized_calibration(
     `lensing_model`'s signature; it gets `preset`, which may then be None). settings:
     `infer.amortized.AMORTIZED_DEFAULTS` keys (sampler, num_steps, sigma_min, sigma_max, rho).
 
-    With `progress_file` (an .npz path) the results so far are saved atomically after every
-    batch, and a rerun with the same key, prior preset, `num_obs`, `num_draws`, settings,
-    observation range and `run_label` resumes after the last finished observation (with any
-    `obs_per_batch`); a file written for another run is a ValueError.
+    With `progress_file` (an .npz path) the results so far are saved atomically when at least
+    `save_every_s` seconds have passed since the last save (0: after every batch), and when the
+    run ends or stops on an error or an interrupt; a rerun with the same key, prior preset,
+    `num_obs`, `num_draws`, settings, observation range and `run_label` resumes after the last
+    finished observation (with any `obs_per_batch`); a file written for another run is a
+    ValueError.
 
     Returns the dict of `run_calibration` ("theta_samples" (K, M, P), "kappa_samples"
     (K, M, C, N, N), "theta_true", "kappa_true", "summary", "wall_time_s") plus, per
@@ -90,6 +93,8 @@ def run_amortized_calibration(
             f"need num_obs >= 2, obs_per_batch >= 1, num_draws >= 2; got {num_obs}, "
             f"{obs_per_batch}, {num_draws}"
         )
+    if not save_every_s >= 0:
+        raise ValueError(f"save_every_s must be >= 0 seconds, got {save_every_s}")
     unknown = sorted(set(settings) - set(AMORTIZED_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown sampler settings {unknown}; known: {list(AMORTIZED_DEFAULTS)}")
@@ -127,21 +132,27 @@ def run_amortized_calibration(
     keys = jax.random.split(rng_key, num_obs)
     batch = min(int(obs_per_batch), num_obs)
     bar = tqdm(total=num_obs, initial=len(done), desc="calibration", disable=not progress)
-    while len(done) < num_obs:
-        first = len(done)
-        count = min(batch, num_obs - first)
-        idx = np.minimum(np.arange(first, first + batch), num_obs - 1)  # pad with the last
-        pairs = _split2(keys[idx])
-        theta_t, kappa_t, obs = simulate(pairs[:, 0], emulator)
-        draws = sample_with_keys(pairs[:, 1], prior, obs, num_draws, **settings)
-        theta_s, kappa_s = prior.unpack(draws)
-        std = np.asarray(obs.noise_std)
-        new = (theta_s, kappa_s, theta_t, kappa_t, np.isfinite(std[:, :, 0]).all(1),
-               np.min(std, axis=(2, 3, 4)))  # fmt: skip
-        done.extend(zip(*(np.asarray(a)[:count] for a in new), strict=True))
-        if progress_file is not None:
+    saved, last_save = len(done), time.perf_counter()
+    try:
+        while len(done) < num_obs:
+            first = len(done)
+            count = min(batch, num_obs - first)
+            idx = np.minimum(np.arange(first, first + batch), num_obs - 1)  # pad with the last
+            pairs = _split2(keys[idx])
+            theta_t, kappa_t, obs = simulate(pairs[:, 0], emulator)
+            draws = sample_with_keys(pairs[:, 1], prior, obs, num_draws, **settings)
+            theta_s, kappa_s = prior.unpack(draws)
+            std = np.asarray(obs.noise_std)
+            new = (theta_s, kappa_s, theta_t, kappa_t, np.isfinite(std[:, :, 0]).all(1),
+                   np.min(std, axis=(2, 3, 4)))  # fmt: skip
+            done.extend(list(zip(*(np.asarray(a)[:count] for a in new), strict=True)))
+            if progress_file is not None and time.perf_counter() - last_save >= save_every_s:
+                _save_progress(progress_file, run_id, done, elapsed + time.perf_counter() - start)
+                saved, last_save = len(done), time.perf_counter()
+            bar.update(count)
+    finally:
+        if progress_file is not None and len(done) > saved:  # the end, an error, a ^C
             _save_progress(progress_file, run_id, done, elapsed + time.perf_counter() - start)
-        bar.update(count)
     bar.close()
     out = {f: np.stack([row[i] for row in done]) for i, f in enumerate(_FIELDS)}
     out["kappa_samples"] = out["kappa_samples"].astype(np.float32)

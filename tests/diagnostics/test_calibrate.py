@@ -193,6 +193,32 @@ def test_run_calibration_resumes_after_a_crash(tmp_path):
         run_calibration(jax.random.key(4), "tiny", exact, 6, progress_file=progress, **other)
 
 
+def test_progress_is_saved_at_the_interval_and_when_the_run_ends(tmp_path, monkeypatch):
+    """save_every_s=0 saves after each of 4 observations; an interval longer than the run saves
+    once, at the end (with all 4); a negative interval is refused."""
+    from numpyro_diffprior.diagnostics import calibrate
+
+    real, saves = calibrate._save_progress, []
+
+    def counted(path, run_id, fields, wall_time_s):
+        saves.append(min(len(f) for f in fields))
+        real(path, run_id, fields, wall_time_s)
+
+    monkeypatch.setattr(calibrate, "_save_progress", counted)
+    kwargs = dict(model=oracle_model, progress=False, seed=1)
+    every = run_calibration(jax.random.key(4), "tiny", ExactSampler(8), 4,
+                            progress_file=tmp_path / "a.npz", save_every_s=0, **kwargs)  # fmt: skip
+    assert saves == [1, 2, 3, 4]
+    saves.clear()
+    once = dict(progress_file=tmp_path / "b.npz", save_every_s=float("inf"))
+    run_calibration(jax.random.key(4), "tiny", ExactSampler(8), 4, **once, **kwargs)
+    assert saves == [4]
+    with np.load(tmp_path / "b.npz") as saved:
+        np.testing.assert_array_equal(saved["theta_samples"], every["theta_samples"])
+    with pytest.raises(ValueError, match="save_every_s"):
+        run_calibration(jax.random.key(4), "tiny", ExactSampler(8), 4, save_every_s=-1, **kwargs)
+
+
 @pytest.mark.processes
 def test_run_calibration_in_worker_processes_equals_one_process(tmp_path):
     """5 observations over 2 spawned workers: the same draws, truths and saved progress as

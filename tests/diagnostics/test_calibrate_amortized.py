@@ -93,6 +93,28 @@ def test_an_interrupted_run_resumes_to_the_same_result(oracle, tmp_path, monkeyp
         _run(oracle, 4, 7, progress_file=progress, num_steps=4)
 
 
+def test_progress_is_saved_at_the_interval_and_when_the_run_ends(oracle, tmp_path, monkeypatch):
+    """Batches of 3 of 7 observations: save_every_s=0 saves after each batch; an interval
+    longer than the run saves once, at the end; a negative interval is refused."""
+    from numpyro_diffprior.diagnostics import calibrate_amortized
+
+    real, saves = calibrate_amortized._save_progress, []
+
+    def counted(path, run_id, rows, wall_time_s):
+        saves.append(len(rows))
+        real(path, run_id, rows, wall_time_s)
+
+    monkeypatch.setattr(calibrate_amortized, "_save_progress", counted)
+    _run(oracle, 4, 7, obs_per_batch=3, progress_file=tmp_path / "a.npz", save_every_s=0)
+    assert saves == [3, 6, 7]
+    saves.clear()
+    _run(oracle, 4, 7, obs_per_batch=3, progress_file=tmp_path / "b.npz",
+         save_every_s=float("inf"))  # fmt: skip
+    assert saves == [7]
+    with pytest.raises(ValueError, match="save_every_s"):
+        _run(oracle, 4, 7, save_every_s=-1.0)
+
+
 def test_masks_and_noise_vary_inside_the_training_range(oracle):
     out = _run(oracle, 5, 24, obs_per_batch=8)
     frac, factor = out["masked_fraction"], out["noise_factor"]
