@@ -3,10 +3,15 @@
 ``simulate(rng_key, preset, num)`` draws ``(theta, kappa)`` pairs with a distinct theta per map:
 map ``j`` is a pure function of ``fold_in(rng_key, start + j)``, so any chunking of the same
 index range gives the same maps (identical for one batch size, equal to float32 rounding
-across batch sizes; the dataset writer relies on it).
+across batch sizes; the dataset writer relies on it). On a CPU the batches are computed by one
+thread per core side by side (`default_num_threads`): one compiled batch at a time leaves the
+cores partly idle.
 """
 
 from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +32,7 @@ from numpyro_diffprior.simulator.shear import (
 __all__ = [
     "simulate",
     "default_batch_size",
+    "default_num_threads",
     "sample_prior_in_box",
     "lognormal_kappa",
     "power_grid",
@@ -100,14 +106,32 @@ def default_batch_size(preset) -> int:
     return min(64, 1 << (maps.bit_length() - 1))  # the power of two at or below `maps`
 
 
+def default_num_threads() -> int:
+    """Threads that compute `simulate`'s batches side by side when none is given: one per core
+    this process may use on a CPU (jade maps on 2 cores: about 1.3x the maps per second of one
+    thread, docs/benchmarks.md), 1 on an accelerator (its queue already overlaps them)."""
+    if jax.default_backend() != "cpu":
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
 def simulate(
-    rng_key, preset=None, num: int = 1, *, emulator=None, batch_size: int | None = None, start=0
+    rng_key,
+    preset=None,
+    num: int = 1,
+    *,
+    emulator=None,
+    batch_size: int | None = None,
+    start=0,
+    num_threads: int | None = None,
 ):
     """Draw ``num`` pairs (theta, kappa) with theta from the prior, a distinct theta per map.
 
     Returns numpy-convertible JAX arrays theta (num, P) and kappa (num, C, N, N). Map j uses
     ``fold_in(rng_key, start + j)``. Batches of ``batch_size`` (default `default_batch_size`)
-    are vmapped under one compiled function (the last batch is padded, so nothing re-traces).
+    are vmapped under one compiled function (the last batch is padded, so nothing re-traces),
+    and ``num_threads`` threads (default `default_num_threads`) each compute a contiguous share
+    of the batches; the maps do not depend on the number of threads.
     """
     preset = get_preset(preset)
     if batch_size is None:
@@ -118,6 +142,10 @@ def simulate(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not isinstance(start, (int, np.integer)) or start < 0:
         raise ValueError(f"start must be a non-negative integer, got {start!r}")
+    if num_threads is None:
+        num_threads = default_num_threads()
+    if not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+        raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
     if emulator is None:
         from numpyro_diffprior.cosmology.emulator import load_emulator
 
@@ -130,15 +158,28 @@ def simulate(
         )
     arrays, static = _split_static(emulator)
     idx = np.arange(start, start + num)
-    thetas, kappas = [], []
-    for s in range(0, num, batch_size):
-        chunk = idx[s : s + batch_size]
-        pad = np.concatenate([chunk, np.full(batch_size - len(chunk), chunk[-1])])
-        index = jnp.asarray(pad, jnp.uint32)
-        theta, kappa = _simulate_batch_jit(rng_key, index, arrays, static, preset)
-        full = len(chunk) == batch_size  # (slicing a whole batch would copy it)
-        thetas.append(theta if full else theta[: len(chunk)])
-        kappas.append(kappa if full else kappa[: len(chunk)])
+    chunks = [idx[s : s + batch_size] for s in range(0, num, batch_size)]
+
+    def run(share):
+        out = []
+        for chunk in share:
+            pad = np.concatenate([chunk, np.full(batch_size - len(chunk), chunk[-1])])
+            index = jnp.asarray(pad, jnp.uint32)
+            theta, kappa = _simulate_batch_jit(rng_key, index, arrays, static, preset)
+            full = len(chunk) == batch_size  # (slicing a whole batch would copy it)
+            out.append((theta, kappa) if full else (theta[: len(chunk)], kappa[: len(chunk)]))
+        return jax.block_until_ready(out) if num_threads > 1 else out
+
+    num_threads = min(int(num_threads), len(chunks))
+    if num_threads > 1:
+        shares = np.array_split(np.arange(len(chunks)), num_threads)
+        with ThreadPoolExecutor(num_threads, thread_name_prefix="simulate") as pool:
+            done = pool.map(run, [[chunks[i] for i in share] for share in shares])
+            results = [pair for part in done for pair in part]
+    else:
+        results = run(chunks)
+    thetas = [theta for theta, _ in results]
+    kappas = [kappa for _, kappa in results]
     if not thetas:
         return jnp.zeros((0, preset.n_params)), jnp.zeros((0,) + preset.map_shape)
     if len(thetas) == 1:

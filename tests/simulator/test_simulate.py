@@ -1,6 +1,8 @@
 """simulate / simulate_kappa: shapes, distinct theta from the prior, determinism, no re-tracing,
 and the maps' power against the emulator's C_l at fixed theta."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,6 +61,19 @@ def test_simulate_batching_invariant_and_no_retrace(toy_emulator):
     assert not np.allclose(t1[:5], t3)
 
 
+def test_threads_share_the_batches_without_changing_the_maps(toy_emulator):
+    """23 maps in batches of 4 (6 batches, the last padded): 1, 2 and 4 threads give identical
+    arrays, in index order; the default is one thread per core on a CPU."""
+    key = jax.random.key(8)
+    runs = [simulator.simulate(key, TINY, 23, emulator=toy_emulator, batch_size=4, num_threads=n)
+            for n in (1, 2, 4)]  # fmt: skip
+    for theta, kappa in runs[1:]:
+        assert kappa.shape == (23,) + TINY.map_shape
+        np.testing.assert_array_equal(theta, runs[0][0])
+        np.testing.assert_array_equal(kappa, runs[0][1])
+    assert simulator.default_num_threads() == len(os.sched_getaffinity(0))
+
+
 def test_default_batch_size_keeps_a_batch_near_a_million_values(toy_emulator):
     # on a CPU: the power of two <= 64 with batch x map size near 2^20 values
     sizes = {name: simulator.default_batch_size(name) for name in
@@ -78,6 +93,8 @@ def test_simulate_bad_input(toy_emulator, toy_emulator_coarse):
         simulator.simulate(jax.random.key(0), TINY, -1, emulator=toy_emulator)
     with pytest.raises(ValueError, match="batch_size"):
         simulator.simulate(jax.random.key(0), TINY, 2, emulator=toy_emulator, batch_size=0)
+    with pytest.raises(ValueError, match="num_threads"):
+        simulator.simulate(jax.random.key(0), TINY, 2, emulator=toy_emulator, num_threads=0)
     with pytest.raises(ValueError, match="unknown preset"):
         simulator.simulate(jax.random.key(0), "nope", 2, emulator=toy_emulator)
     with pytest.raises(ValueError, match="emulator"):
