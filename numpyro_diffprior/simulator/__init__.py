@@ -170,12 +170,13 @@ def simulate(
             out.append((theta, kappa) if full else (theta[: len(chunk)], kappa[: len(chunk)]))
         return jax.block_until_ready(out) if num_threads > 1 else out
 
-    num_threads = min(int(num_threads), len(chunks))
+    num_threads = min(int(num_threads), len(chunks) - 1)
     if num_threads > 1:
-        shares = np.array_split(np.arange(len(chunks)), num_threads)
+        results = run(chunks[:1])  # compiles once, before the threads share the rest
+        shares = np.array_split(np.arange(1, len(chunks)), num_threads)
         with ThreadPoolExecutor(num_threads, thread_name_prefix="simulate") as pool:
             done = pool.map(run, [[chunks[i] for i in share] for share in shares])
-            results = [pair for part in done for pair in part]
+            results += [pair for part in done for pair in part]
     else:
         results = run(chunks)
     thetas = [theta for theta, _ in results]
