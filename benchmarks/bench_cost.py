@@ -16,7 +16,8 @@ On one simulated fiducial observation of the default preset, in one run:
     sample = time / min ESS over theta, both for the sampling phase alone and for the whole
     run (warmup and compilation included).
 (3) with a conditional model (`--amortized-model DIR`, or the shipped one where it exists), the
-    amortised sampler: `--amortized-draws` draws in one batch, twice (the first run includes
+    amortised sampler: `--amortized-draws` draws in one batch per CPU core computed side by side
+    (`IIDSampler(num_threads="auto")`, as in the demo), twice (the first run includes
     compilation); time per draw against NUTS's time per effective sample.
 The ratio of the two is the issue's cost target (NUTS time per effective sample >= 100x the
 diffusion time per draw; >= 10x for the amortised sampler on a 2-core CPU).
@@ -142,7 +143,8 @@ def main(argv=None):
         costs["amortized"] = (second / n, first / n)
         rows += [
             (f"**amortised** ({SOLVER_NAMES[args.amortized_solver]} ODE, "
-             f"{args.amortized_steps} steps equal in log sigma, one batch)", ""),
+             f"{args.amortized_steps} steps equal in log sigma, one batch per core side by "
+             "side)", ""),
             ("draws per run", n),
             ("first run incl. compilation / second run (s)", f"{first:.1f} / {second:.1f}"),
             ("time per draw (s), compiled / incl. compilation",

@@ -119,6 +119,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--workers", default=RUN_DEFAULTS["num_workers"],
         help="processes that compute the draws (auto: one per CPU core on a CPU)",
     )  # fmt: skip
+    parser.add_argument("--threads", default=1, help="threads computing chunks (auto: 1 per core)")
     parser.add_argument(
         "--scheduler", default=None,
         help="compute the draws on Dask: 'local' starts a LocalCluster (--workers processes, "
@@ -208,6 +209,7 @@ def sampler_from_args(args):
         num_workers=args.workers,
         progress_bar=not args.no_progress,
         scheduler=args.scheduler,
+        num_threads=args.threads,
     )
     if args.method == "amortized":
         return amortized_sampling.amortized_sampler(args), run_options

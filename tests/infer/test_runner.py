@@ -50,6 +50,29 @@ def test_workers_give_the_draws_of_one_process(gaussian_case, sampler_cls):
     assert idata.posterior["theta"].shape[:2] == (4, 2)
 
 
+@pytest.mark.parametrize("sampler_cls", ["diffusion", "langevin"])
+def test_threads_give_the_draws_of_one_thread(gaussian_case, sampler_cls):
+    # 2 threads compute the 2 chunks of 6 draws (12 draws, laid out as for 2 workers); one
+    # thread computing the same chunks (chunk_size=6) is the reference. 3 threads make 3
+    # chunks of 4: other draws, in the same shapes, and every draw is kept.
+    kwargs = dict(prior=gaussian_case["prior"], shear_obs=gaussian_case["shear"], noise_std=NOISE)
+    if sampler_cls == "diffusion":
+        sampler = DiffusionPosteriorSampler(shear_model, num_steps=4)
+    else:
+        sampler = AnnealedLangevinSampler(
+            shear_model, sigma_max=1.0, num_levels=4, num_steps_per_level=2
+        )
+    make = lambda **options: IIDSampler(sampler, 12, progress_bar=True, **options)  # noqa: E731
+    serial = make(chunk_size=6).run(jax.random.key(0), **kwargs).get_samples()
+    threaded = make(chunk_size=64, num_threads=2).run(jax.random.key(0), **kwargs).get_samples()
+    for name in ("theta", "kappa"):
+        np.testing.assert_allclose(threaded[name], serial[name], rtol=1e-5, atol=1e-7)
+    three = make(chunk_size=64, num_threads=3).run(jax.random.key(0), **kwargs).get_samples()
+    assert three["kappa"].shape == serial["kappa"].shape
+    assert not np.allclose(three["theta"], serial["theta"])
+    assert len(np.unique(three["theta"][:, 0])) == 12
+
+
 @pytest.mark.processes
 def test_workers_need_a_picklable_model(gaussian_case):
     local_model = lambda **kw: shear_model(**kw)  # noqa: E731 - a lambda does not pickle
@@ -66,5 +89,11 @@ def test_bad_worker_settings_raise():
         IIDSampler(sampler, 8, num_workers=0)
     with pytest.raises(ValueError, match="shard"):
         IIDSampler(sampler, 8, num_workers=2, shard=True)
+    with pytest.raises(ValueError, match="num_threads must be a positive integer"):
+        IIDSampler(sampler, 8, num_threads=0)
+    with pytest.raises(ValueError, match="num_threads > 1 computes the chunks in this process"):
+        IIDSampler(sampler, 8, num_threads=2, num_workers=2)
+    with pytest.raises(ValueError, match="num_threads > 1"):
+        IIDSampler(sampler, 8, num_threads=2, scheduler="local")
     with pytest.raises(ValueError, match="num_samples"):
         IIDSampler(sampler, 0)

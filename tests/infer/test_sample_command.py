@@ -39,8 +39,8 @@ def tiny_oracle_prior(monkeypatch, _tiny_prior):
     return prior
 
 
-@pytest.mark.parametrize("method", ["diffusion", "langevin"])
-def test_sample_command(tmp_path, tiny_oracle_prior, method):
+@pytest.mark.parametrize("method, threads", [("diffusion", "1"), ("langevin", "2")])
+def test_sample_command(tmp_path, tiny_oracle_prior, method, threads):
     preset = get_preset("tiny")
     rng = np.random.default_rng(0)
     mask = np.ones((16, 16), bool)
@@ -50,7 +50,7 @@ def test_sample_command(tmp_path, tiny_oracle_prior, method):
     save_observation(obs, shear, preset="tiny", mask=mask, theta_true=np.array([0.3, 0.8]))
     out = tmp_path / "idata.nc"
     argv = ["sample", "--obs", str(obs), "--out", str(out), "--method", method, "--num", "8"]
-    argv += ["--steps", "4", "--no-progress"]
+    argv += ["--steps", "4", "--no-progress", "--threads", threads]
     assert cli.main(argv) == 0
     idata = az.from_netcdf(out)
     assert idata.posterior["kappa"].shape == (4, 2, 2, 16, 16)
@@ -64,6 +64,16 @@ def test_sample_command_preset_mismatch(tmp_path, tiny_oracle_prior):
     save_observation(obs, np.zeros(preset.shear_shape), preset=preset)
     argv = ["sample", "--obs", str(obs), "--out", str(tmp_path / "x.nc"), "--model", "tiny"]
     assert cli.main(argv) == 2
+
+
+def test_sample_command_refuses_bad_threads(tmp_path, tiny_oracle_prior, capsys):
+    obs = tmp_path / "obs.npz"
+    save_observation(obs, np.zeros(get_preset("tiny").shear_shape), preset="tiny")
+    argv = ["sample", "--obs", str(obs), "--out", str(tmp_path / "x.nc"), "--no-progress"]
+    assert cli.main(argv + ["--threads", "0"]) == 2
+    assert "num_threads must be a positive integer" in capsys.readouterr().err
+    assert cli.main(argv + ["--threads", "2", "--workers", "2"]) == 2
+    assert "num_threads > 1" in capsys.readouterr().err
 
 
 def test_sample_command_flags_diverged_draws(tmp_path, tiny_oracle_prior, monkeypatch, capsys):
