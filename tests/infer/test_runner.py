@@ -25,19 +25,22 @@ def test_silent_for_draws_inside_the_prior():
         _warn_if_diverged(np.array([0.1, 2.0, DIVERGENCE_THRESHOLD - 0.1]), "langevin")
 
 
+def _case_and_kernel(gaussian_case, sampler_cls):
+    """The Gaussian case's model arguments and a cheap kernel of `sampler_cls`."""
+    kwargs = dict(prior=gaussian_case["prior"], shear_obs=gaussian_case["shear"], noise_std=NOISE)
+    if sampler_cls == "diffusion":
+        return kwargs, DiffusionPosteriorSampler(shear_model, num_steps=4)
+    langevin = AnnealedLangevinSampler(shear_model, sigma_max=1.0, num_levels=4,
+                                       num_steps_per_level=2)  # fmt: skip
+    return kwargs, langevin
+
+
 @pytest.mark.processes
 @pytest.mark.parametrize("sampler_cls", ["diffusion", "langevin"])
 def test_workers_give_the_draws_of_one_process(gaussian_case, sampler_cls):
     # 2 worker processes compute the 2 chunks of 4 draws; one process computing the same
     # chunks (chunk_size=4, the same chunk keys) is the reference.
-    kwargs = dict(prior=gaussian_case["prior"], shear_obs=gaussian_case["shear"], noise_std=NOISE)
-
-    if sampler_cls == "diffusion":
-        sampler = DiffusionPosteriorSampler(shear_model, num_steps=4)
-    else:
-        sampler = AnnealedLangevinSampler(
-            shear_model, sigma_max=1.0, num_levels=4, num_steps_per_level=2
-        )
+    kwargs, sampler = _case_and_kernel(gaussian_case, sampler_cls)
     make = lambda **options: IIDSampler(sampler, 8, progress_bar=False, **options)  # noqa: E731
     serial = make(chunk_size=4).run(jax.random.key(0), **kwargs).get_samples()
     parallel = make(chunk_size=64, num_workers=2)
@@ -55,13 +58,7 @@ def test_threads_give_the_draws_of_one_thread(gaussian_case, sampler_cls):
     # 2 threads compute the 2 chunks of 6 draws (12 draws, laid out as for 2 workers); one
     # thread computing the same chunks (chunk_size=6) is the reference. 3 threads make 3
     # chunks of 4: other draws, in the same shapes, and every draw is kept.
-    kwargs = dict(prior=gaussian_case["prior"], shear_obs=gaussian_case["shear"], noise_std=NOISE)
-    if sampler_cls == "diffusion":
-        sampler = DiffusionPosteriorSampler(shear_model, num_steps=4)
-    else:
-        sampler = AnnealedLangevinSampler(
-            shear_model, sigma_max=1.0, num_levels=4, num_steps_per_level=2
-        )
+    kwargs, sampler = _case_and_kernel(gaussian_case, sampler_cls)
     make = lambda **options: IIDSampler(sampler, 12, progress_bar=True, **options)  # noqa: E731
     serial = make(chunk_size=6).run(jax.random.key(0), **kwargs).get_samples()
     threaded = make(chunk_size=64, num_threads=2).run(jax.random.key(0), **kwargs).get_samples()
