@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from numpyro_diffprior.atomic import atomic_savez
+from numpyro_diffprior.atomic import Autosave, atomic_savez
 from numpyro_diffprior.runtime.executors import check_scheduler, resolve_executor
 from numpyro_diffprior.runtime.processes import keys_from_numpy, keys_to_numpy
 
@@ -83,8 +83,6 @@ def run_calibration(
     check_scheduler(scheduler)
     if num_obs < 2:
         raise ValueError(f"num_obs must be >= 2, got {num_obs}")
-    if not save_every_s >= 0:
-        raise ValueError(f"save_every_s must be >= 0 seconds, got {save_every_s}")
     if emulator is None and model is None:
         from numpyro_diffprior.cosmology.emulator import load_emulator
 
@@ -114,6 +112,12 @@ def run_calibration(
     }
     done, elapsed = _load_progress(progress_file, run_id)
     theta_s, kappa_s, theta_t, kappa_t = (list(done.get(k, [])) for k in _FIELDS)
+
+    def save():
+        fields, spent = (theta_s, kappa_s, theta_t, kappa_t), elapsed + time.perf_counter() - start
+        _save_progress(progress_file, run_id, fields, spent)
+
+    autosave = Autosave(save if progress_file is not None else None, save_every_s, len(theta_s))
     keys = jax.random.split(rng_key, num_obs)
 
     def simulated():
@@ -133,15 +137,6 @@ def run_calibration(
     else:
         results = sampled_elsewhere(executor)
     bar = tqdm(total=num_obs, initial=len(theta_s), desc="calibration", disable=not progress)
-    saved, last_save = len(theta_s), time.perf_counter()
-
-    def save():
-        nonlocal saved, last_save
-        fields = (theta_s, kappa_s, theta_t, kappa_t)
-        spent = elapsed + time.perf_counter() - start
-        _save_progress(progress_file, run_id, fields, spent)
-        saved, last_save = len(theta_s), time.perf_counter()
-
     try:
         for obs, (theta, kappa) in results:
             theta, kappa = np.asarray(theta), np.asarray(kappa)
@@ -155,12 +150,10 @@ def run_calibration(
             kappa_s.append(kappa)
             theta_t.append(obs["theta_true"])
             kappa_t.append(obs["kappa_true"])
-            if progress_file is not None and time.perf_counter() - last_save >= save_every_s:
-                save()
+            autosave(len(kappa_t))
             bar.update()
     finally:
-        if progress_file is not None and len(kappa_t) > saved:  # the end, an error, a ^C
-            save()
+        autosave(len(kappa_t), final=True)  # the end, an error, a ^C
         results.close()  # stops the workers of a failed run
         executor.close()  # a cluster started for the run
     bar.close()

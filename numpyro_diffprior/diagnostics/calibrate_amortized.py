@@ -30,7 +30,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from numpyro_diffprior.atomic import atomic_savez
+from numpyro_diffprior.atomic import Autosave, atomic_savez
 from numpyro_diffprior.diagnostics.calibrate import _key_bytes
 
 __all__ = ["run_amortized_calibration"]
@@ -93,8 +93,6 @@ def run_amortized_calibration(
             f"need num_obs >= 2, obs_per_batch >= 1, num_draws >= 2; got {num_obs}, "
             f"{obs_per_batch}, {num_draws}"
         )
-    if not save_every_s >= 0:
-        raise ValueError(f"save_every_s must be >= 0 seconds, got {save_every_s}")
     unknown = sorted(set(settings) - set(AMORTIZED_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown sampler settings {unknown}; known: {list(AMORTIZED_DEFAULTS)}")
@@ -131,8 +129,12 @@ def run_amortized_calibration(
     done, elapsed = _load_progress(progress_file, run_id)
     keys = jax.random.split(rng_key, num_obs)
     batch = min(int(obs_per_batch), num_obs)
+
+    def save():
+        _save_progress(progress_file, run_id, done, elapsed + time.perf_counter() - start)
+
+    autosave = Autosave(save if progress_file is not None else None, save_every_s, len(done))
     bar = tqdm(total=num_obs, initial=len(done), desc="calibration", disable=not progress)
-    saved, last_save = len(done), time.perf_counter()
     try:
         while len(done) < num_obs:
             first = len(done)
@@ -146,13 +148,10 @@ def run_amortized_calibration(
             new = (theta_s, kappa_s, theta_t, kappa_t, np.isfinite(std[:, :, 0]).all(1),
                    np.min(std, axis=(2, 3, 4)))  # fmt: skip
             done.extend(list(zip(*(np.asarray(a)[:count] for a in new), strict=True)))
-            if progress_file is not None and time.perf_counter() - last_save >= save_every_s:
-                _save_progress(progress_file, run_id, done, elapsed + time.perf_counter() - start)
-                saved, last_save = len(done), time.perf_counter()
+            autosave(len(done))
             bar.update(count)
     finally:
-        if progress_file is not None and len(done) > saved:  # the end, an error, a ^C
-            _save_progress(progress_file, run_id, done, elapsed + time.perf_counter() - start)
+        autosave(len(done), final=True)  # the end, an error, a ^C
     bar.close()
     out = {f: np.stack([row[i] for row in done]) for i, f in enumerate(_FIELDS)}
     out["kappa_samples"] = out["kappa_samples"].astype(np.float32)

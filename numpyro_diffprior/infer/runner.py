@@ -42,12 +42,9 @@ from numpyro_diffprior.infer.inference_data import (
     to_inference_data,
 )
 from numpyro_diffprior.infer.model_tracing import _trace, inspect_model, linear_gaussian
-from numpyro_diffprior.runtime.executors import (
-    check_scheduler,
-    imap_in_threads,
-    resolve_executor,
-)
+from numpyro_diffprior.runtime.executors import check_scheduler, resolve_executor
 from numpyro_diffprior.runtime.processes import keys_from_numpy, keys_to_numpy, resolve_num_workers
+from numpyro_diffprior.runtime.threads import imap_in_threads
 
 __all__ = ["IIDSampler", "chunk_sizes", "DIVERGENCE_THRESHOLD"]
 

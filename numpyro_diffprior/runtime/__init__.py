@@ -5,6 +5,7 @@
   `keys_to_numpy` / `keys_from_numpy` to send JAX keys to them);
 - `runtime.executors`: where independent tasks run - this process, that process pool, or a
   Dask cluster (`resolve_executor(num_workers, scheduler)`; `scheduler="local"` or an address);
+- `runtime.threads`: independent tasks in threads of this process (`imap_in_threads`);
 - `runtime.xla`: the workers' XLA flags and the compilation cache;
 - `runtime.model_init`: NumPyro's model initialisation for MCMC compiled as one program (a
   workaround for its eager, operation-by-operation initialisation; used by `nuts_baseline`).

@@ -22,14 +22,12 @@ or `dask[distributed]`).
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 from numpyro_diffprior.runtime.processes import imap_in_processes, resolve_num_workers
 from numpyro_diffprior.runtime.xla import worker_xla_flags
 
 __all__ = [
     "resolve_executor",
-    "imap_in_threads",
     "InProcessExecutor",
     "ProcessPoolExecutor",
     "DaskExecutor",
@@ -181,18 +179,3 @@ def resolve_executor(num_workers=None, scheduler=None, *, num_tasks: int | None 
         workers = _local_workers(None if num_workers in (1, "1") else num_workers)
         return DaskExecutor(scheduler, min(workers, tasks))
     return DaskExecutor(scheduler)
-
-
-def imap_in_threads(fn, items, num_threads: int):
-    """Yield ``fn(item)`` for each item, in order, computed by `num_threads` threads of this
-    process side by side. For compiled JAX programs, which release the GIL while they run: `fn`
-    should wait for its result (`jax.block_until_ready`). Closing the generator waits for the
-    calls already running and drops the rest."""
-    with ThreadPoolExecutor(max(1, int(num_threads)), thread_name_prefix="imap") as pool:
-        futures = [pool.submit(fn, item) for item in items]
-        try:
-            for future in futures:
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()

@@ -11,7 +11,6 @@ cores partly idle.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +18,7 @@ import numpy as np
 
 from numpyro_diffprior.cosmology.params import prior_distribution
 from numpyro_diffprior.presets import get_preset
+from numpyro_diffprior.runtime.threads import imap_in_threads
 from numpyro_diffprior.simulator.lognormal import lognormal_kappa, power_grid, simulate_kappa
 from numpyro_diffprior.simulator.shear import (
     add_shape_noise,
@@ -160,25 +160,19 @@ def simulate(
     idx = np.arange(start, start + num)
     chunks = [idx[s : s + batch_size] for s in range(0, num, batch_size)]
 
-    def run(share):
-        out = []
-        for chunk in share:
-            pad = np.concatenate([chunk, np.full(batch_size - len(chunk), chunk[-1])])
-            index = jnp.asarray(pad, jnp.uint32)
-            theta, kappa = _simulate_batch_jit(rng_key, index, arrays, static, preset)
-            full = len(chunk) == batch_size  # (slicing a whole batch would copy it)
-            out.append((theta, kappa) if full else (theta[: len(chunk)], kappa[: len(chunk)]))
-        return jax.block_until_ready(out) if num_threads > 1 else out
+    def run(chunk):
+        pad = np.concatenate([chunk, np.full(batch_size - len(chunk), chunk[-1])])
+        index = jnp.asarray(pad, jnp.uint32)
+        theta, kappa = _simulate_batch_jit(rng_key, index, arrays, static, preset)
+        if len(chunk) < batch_size:  # (slicing a whole batch would copy it)
+            theta, kappa = theta[: len(chunk)], kappa[: len(chunk)]
+        return jax.block_until_ready((theta, kappa)) if num_threads > 1 else (theta, kappa)
 
     num_threads = min(int(num_threads), len(chunks) - 1)
-    if num_threads > 1:
-        results = run(chunks[:1])  # compiles once, before the threads share the rest
-        shares = np.array_split(np.arange(1, len(chunks)), num_threads)
-        with ThreadPoolExecutor(num_threads, thread_name_prefix="simulate") as pool:
-            done = pool.map(run, [[chunks[i] for i in share] for share in shares])
-            results += [pair for part in done for pair in part]
+    if num_threads > 1:  # the first batch compiles, then the threads share the rest
+        results = [run(chunks[0]), *imap_in_threads(run, chunks[1:], num_threads)]
     else:
-        results = run(chunks)
+        results = [run(chunk) for chunk in chunks]
     thetas = [theta for theta, _ in results]
     kappas = [kappa for _, kappa in results]
     if not thetas:

@@ -14,7 +14,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
-from conftest import MAP_SHAPE, NOISE, make_gaussian_case
+from infer_cases import MAP_SHAPE, NOISE, make_gaussian_case
 
 from numpyro_diffprior.amortized import ObservationRange, ShearObservation
 from numpyro_diffprior.infer import IIDSampler, shear_model

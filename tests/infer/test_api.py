@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import numpyro
 import pytest
-from conftest import NOISE
+from infer_cases import NOISE
 
 from numpyro_diffprior.infer import (
     DPS,

@@ -4,7 +4,7 @@ guidance clip, on closed forms and on the exact Gaussian-joint oracle."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-from conftest import NOISE
+from infer_cases import NOISE
 
 from numpyro_diffprior.infer import shear_model
 from numpyro_diffprior.infer.guidance import clip_guidance, truncated_cg

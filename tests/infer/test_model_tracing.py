@@ -6,7 +6,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
-from conftest import NOISE
+from infer_cases import NOISE
 
 from numpyro_diffprior.infer import DiffusionPosteriorSampler, IIDSampler, shear_model
 from numpyro_diffprior.infer.model_tracing import inspect_model, linear_gaussian

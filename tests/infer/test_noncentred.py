@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import NOISE
+from infer_cases import NOISE
 
 from numpyro_diffprior import testing as oracles
 from numpyro_diffprior.infer import (

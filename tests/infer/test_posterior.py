@@ -6,7 +6,7 @@ import jax
 import matplotlib
 import numpy as np
 import pytest
-from conftest import NOISE, make_gaussian_case
+from infer_cases import NOISE, make_gaussian_case
 
 from numpyro_diffprior import testing as oracles
 from numpyro_diffprior.infer import (

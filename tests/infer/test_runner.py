@@ -6,7 +6,7 @@ import warnings
 import jax
 import numpy as np
 import pytest
-from conftest import NOISE
+from infer_cases import NOISE
 
 from numpyro_diffprior.infer.langevin import AnnealedLangevinSampler
 from numpyro_diffprior.infer.models import shear_model

@@ -7,7 +7,7 @@ import sys
 
 SCRIPT = """
 import jax, numpy as np
-from conftest import make_gaussian_case, NOISE
+from infer_cases import make_gaussian_case, NOISE
 from numpyro_diffprior.infer import (AnnealedLangevinSampler, DiffusionPosteriorSampler,
                                     IIDSampler, shear_model)
 assert jax.device_count() == 2

@@ -102,7 +102,7 @@ def test_refuses_other_preset_or_seed(reference, toy_emulator, toy_emulator_coar
 CHILD = """
 import sys
 sys.path.insert(0, {here!r})
-from conftest import make_toy_emulator
+from simulator_toys import make_toy_emulator
 import numpyro_diffprior.simulator as pkg
 from numpyro_diffprior.simulator.dataset import write_dataset
 real = pkg.simulate

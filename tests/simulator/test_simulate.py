@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import toy_cl, toy_shift
+from simulator_toys import toy_cl, toy_shift
 
 from numpyro_diffprior import simulator
 from numpyro_diffprior.cosmology.emulator import emulate_cl, emulate_shift
