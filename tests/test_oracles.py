@@ -1,5 +1,8 @@
 """The exact oracles against independent brute-force computations."""
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,3 +111,27 @@ def test_ks_distance_matches_scipy():
     grid = np.linspace(-8, 8, 20001)
     ref = stats.kstest(draws, "norm").statistic
     assert abs(oracles.ks_distance(draws, grid, stats.norm.cdf(grid)) - ref) < 1e-6
+
+
+_ENCODE_MANY = """
+import jax, jax.numpy as jnp
+from numpyro_diffprior.amortized import ShearObservation
+from numpyro_diffprior.testing.conditional import gaussian_amortized_prior
+prior, _, _ = gaussian_amortized_prior((1, 8, 8))
+shear = 0.01 * jax.random.normal(jax.random.key(0), (32, 1, 2, 8, 8))
+obs = ShearObservation(shear, jnp.full(shear.shape, 0.01))
+encode = jax.jit(prior.encode)
+for _ in range(50):
+    jax.block_until_ready(encode(obs))
+"""
+
+
+def test_conditional_oracle_encode_does_not_deadlock_the_cpu_thread_pool():
+    """Two independent batched LAPACK solves in one program can each wait, inside XLA's CPU
+    thread pool, for the pool threads the other holds, and hang for ever (2 cores). The
+    exact conditional oracle's encode, vmapped over 32 observations, hung so within its first
+    50 calls; it runs in a subprocess so that a hang fails here within 120 s."""
+    try:
+        subprocess.run([sys.executable, "-c", _ENCODE_MANY], check=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the conditional oracle's encode hung (XLA CPU thread-pool deadlock)")

@@ -77,11 +77,14 @@ def _posterior(params, normalizer, y, noise_std):
     y = jnp.where(observed, y, 0.0)
     b = w_half[:, None] * (h @ cov)  # W^1/2 H S, (M, D)
     inner = jnp.eye(h.shape[0], dtype=cov.dtype) + b @ (h.T * w_half[None, :])
-    gain = jnp.linalg.solve(inner, b)  # (I + W^1/2 H S H^T W^1/2)^-1 W^1/2 H S
+    resid = w_half * (y - h @ prior.mean)
+    # One solve for both right-hand sides: two independent batched LAPACK solves in one
+    # program can deadlock XLA's CPU thread pool (each waits for pool threads the other holds).
+    solved = jnp.linalg.solve(inner, jnp.concatenate([b, resid[:, None]], axis=1))
+    gain = solved[:, :-1]  # (I + W^1/2 H S H^T W^1/2)^-1 W^1/2 H S
     cov_y = cov - b.T @ gain
     cov_y = 0.5 * (cov_y + cov_y.T)
-    resid = w_half * (y - h @ prior.mean)
-    mean = prior.mean + (cov @ h.T) @ (w_half * jnp.linalg.solve(inner, resid))
+    mean = prior.mean + (cov @ h.T) @ (w_half * solved[:, -1])
     vals, vecs = jnp.linalg.eigh(cov_y)
     return mean, cov_y, (jnp.clip(vals, 0.0, None), vecs)
 
