@@ -8,6 +8,9 @@ BIN = $(VENV)/bin
 TEST_WORKERS ?= 2
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0.2
+# A worker that dies (a test past its timeout) is not replaced: xdist would give the same test
+# to the new worker, so a hang would repeat until the run's time is gone.
+XDIST = -n $(TEST_WORKERS) --dist loadfile --max-worker-restart 0
 
 .PHONY: venv demo test test-all test-fast lint benchmark emulator pretrained clean docs docs-strict
 
@@ -24,16 +27,16 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check numpyro_diffprior tests examples benchmarks
-	$(BIN)/pytest -q -ra --durations=10 -m "not slow" -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -q -ra --durations=10 -m "not slow" $(XDIST)
 
 test-all: venv
 	$(BIN)/ruff check numpyro_diffprior tests examples benchmarks
-	$(BIN)/pytest -q -ra --durations=15 -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -q -ra --durations=15 $(XDIST)
 	$(MAKE) docs-strict
 
 # kept for old habits: the same as `make test` without the lint
 test-fast: venv
-	$(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -q -m "not slow" $(XDIST)
 
 lint: venv
 	$(BIN)/ruff check numpyro_diffprior tests examples benchmarks
