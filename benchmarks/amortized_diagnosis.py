@@ -1,0 +1,183 @@
+"""Where the amortised posterior's theta goes wrong: its maps, its theta, or its solver?
+
+Usage: python benchmarks/amortized_diagnosis.py [--cases fiducial far-high ...]
+       [--solver-cases fiducial far-high] [--skip-theta-given-kappa] [--skip-samplers]
+       [--out benchmarks/results/amortized_diagnosis.md]
+
+Reads the runs cached by `benchmarks/posterior_vs_nuts.py --methods amortized-default` (NUTS and
+the shipped conditional model's draws on the same simulated observations) and reports, in
+units of NUTS's posterior sd:
+
+- theta | kappa: the shear sees kappa only, so p(theta | kappa, y) = p(theta | kappa). Theta is
+  redrawn from the shipped joint prior's conditional (`sample_theta_given_kappa`, replacement,
+  32 Heun steps) for 32 maps x 4 draws of each method. If the amortised maps were right, their
+  redrawn theta would land where NUTS's maps' does.
+- solvers: the conditional model's draws (128, one batch) with the default DPM-Solver++(2M)
+  (20 steps equal in log sigma), with Heun's stochastic sampler (Karras et al. 2022, Alg. 2,
+  32 steps, S_churn 40) and with the reverse SDE (Euler-Maruyama, 256 steps): theta, the map
+  spread and the maps' auto power against NUTS's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import posterior_vs_nuts as pvn  # noqa: E402
+
+RESULTS = pathlib.Path(__file__).parent / "results" / "amortized_diagnosis.md"
+NUM_MAPS, DRAWS_PER_MAP, NUM_DRAWS = 32, 4, 128
+
+
+def _solvers():
+    from functools import partial
+
+    from numpyro_diffprior.diffusion import samplers
+
+    return {
+        "2M, 20 log-uniform steps (default)": partial(
+            samplers.dpmpp_2m_sampler, num_steps=20, rho=float("inf")
+        ),
+        "Heun, 32 steps, S_churn 40": partial(samplers.edm_sampler, num_steps=32, S_churn=40.0),
+        "reverse SDE, 256 steps": partial(samplers.euler_maruyama_sampler, num_steps=256),
+    }
+
+
+def _theta_stats(theta, ref):
+    mu, sd = ref.mean(0), ref.std(0)
+    return (theta.mean(0) - mu) / sd, theta.std(0) / sd
+
+
+def _fmt(values, fmt="{:+.2f}"):
+    return ", ".join(fmt.format(v) for v in values)
+
+
+def theta_given_kappa_rows(case, posteriors, joint):
+    from numpyro_diffprior.diffusion.samplers import sample_theta_given_kappa
+
+    P = joint.n_params
+    redraw = jax.jit(
+        lambda key, p, x: sample_theta_given_kappa(key, p.denoise_normalized, x, P, num_steps=32)
+    )
+    nuts_theta = posteriors["nuts"][0]
+    rows = []
+    for method, (theta, kappa) in posteriors.items():
+        idx = np.random.default_rng(0).choice(len(theta), NUM_MAPS, replace=False)
+        x = jnp.concatenate([theta[idx], kappa[idx].reshape(NUM_MAPS, -1)], axis=1)
+        x = jnp.repeat(joint.to_normalized(jnp.asarray(x)), DRAWS_PER_MAP, axis=0)
+        redrawn = np.asarray(joint.from_normalized(redraw(jax.random.key(1), joint, x)))[:, :P]
+        own_d, own_r = _theta_stats(theta, nuts_theta)
+        d, r = _theta_stats(redrawn, nuts_theta)
+        rows.append(
+            f"| {case} | {method} | {_fmt(own_d)} | {_fmt(own_r, '{:.2f}')} | {_fmt(d)} | "
+            f"{_fmt(r, '{:.2f}')} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def solver_rows(case, obs, nuts, prior, preset):
+    from numpyro_diffprior.amortized import ShearObservation
+    from numpyro_diffprior.simulator.shear import noise_std_map
+
+    noise = noise_std_map(preset, obs["mask"], obs["noise_std"])
+    observation = ShearObservation(jnp.asarray(obs["shear"]), jnp.asarray(noise))
+    context = prior.encode(observation)
+    ctx = jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (NUM_DRAWS,) + c.shape), context)
+    nuts_theta, nuts_kappa = nuts
+    nuts_power = pvn.auto_power(nuts_kappa, preset).mean(0).sum(-1)
+    rows = []
+    for name, solver in _solvers().items():
+        t0 = time.perf_counter()
+        # the model and the observation are arguments, not constants XLA would fold
+        run = jax.jit(
+            lambda key, p, c, solver=solver: solver(
+                key, lambda x, s: p.conditional_denoise_normalized(x, s, c), NUM_DRAWS, p.dim
+            )
+        )
+        x = run(jax.random.key(7), prior, ctx)
+        theta, kappa = prior.unpack(prior.from_normalized(x))
+        theta, kappa = np.asarray(theta), np.asarray(kappa)
+        wall = time.perf_counter() - t0
+        d, r = _theta_stats(theta, nuts_theta)
+        pixel = np.median(kappa.std(0) / nuts_kappa.std(0))
+        power = pvn.auto_power(kappa, preset).mean(0).sum(-1) / nuts_power
+        rows.append(
+            f"| {case} | {name} | {_fmt(d)} | {_fmt(r, '{:.2f}')} | {pixel:.2f} | "
+            f"{_fmt(power, '{:.2f}')} | {wall:.0f} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=list(pvn.CASES), choices=list(pvn.CASES))
+    parser.add_argument("--solver-cases", nargs="+", default=["fiducial", "far-high"])
+    parser.add_argument("--cache", default=os.path.expanduser("~/runs/posterior_vs_nuts"))
+    parser.add_argument("--seed", type=int, default=0, help="posterior_vs_nuts.py's --seed")
+    parser.add_argument("--skip-theta-given-kappa", action="store_true")
+    parser.add_argument("--skip-samplers", action="store_true")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+
+    import arviz as az
+
+    from numpyro_diffprior.amortized.prior import load_amortized_prior
+    from numpyro_diffprior.diagnostics.compare import posterior_draws
+    from numpyro_diffprior.presets import get_preset
+    from numpyro_diffprior.prior import DiffusionPrior
+
+    joint = DiffusionPrior.from_pretrained("lsst-y10-coarse")
+    amortized = load_amortized_prior("lsst-y10-coarse")
+    preset = get_preset(amortized.preset)
+    tgk, solver = [], []
+    for case in args.cases:
+        posteriors = {}
+        for method in ("nuts", "amortized-default"):
+            path = pathlib.Path(args.cache) / f"{case}_{method}.nc"
+            if not path.exists():
+                raise SystemExit(
+                    f"{path} is missing: run `python benchmarks/posterior_vs_nuts.py --cases "
+                    f"{case} --methods amortized-default` first"
+                )
+            posteriors[method] = tuple(np.asarray(a) for a in posterior_draws(az.from_netcdf(path)))
+        if not args.skip_theta_given_kappa:
+            tgk += theta_given_kappa_rows(case, posteriors, joint)
+        if not args.skip_samplers and case in args.solver_cases:
+            obs = pvn.make_observation(case, preset, args.seed)
+            solver += solver_rows(case, obs, posteriors["nuts"], amortized, preset)
+    text = (
+        "# The amortised posterior's theta: maps, theta or solver? "
+        "(benchmarks/amortized_diagnosis.py)\n\nAll numbers against NUTS on the observations "
+        "of posterior_vs_nuts.py: Δmean in NUTS posterior sd, σ ratio = sd / NUTS's sd.\n"
+    )
+    if tgk:
+        text += (
+            f"\n## theta | kappa by the shipped joint prior ({NUM_MAPS} maps x {DRAWS_PER_MAP} "
+            "draws, replacement, 32 Heun steps, seed 1)\n\n| observation | maps from | method's "
+            "Δmean | method's σ ratio | redrawn Δmean | redrawn σ ratio |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(tgk) + "\n"
+        )
+    if solver:
+        text += (
+            f"\n## Solvers with the shipped conditional model ({NUM_DRAWS} draws, seed 7)\n\n"
+            "| observation | solver | Δmean | σ ratio | median pixel-σ ratio | auto power / NUTS, "
+            "bins 1-5 | s incl. compilation |\n|---|---|---|---|---|---|---|\n"
+            + "\n".join(solver)
+            + "\n"
+        )
+    pathlib.Path(args.out).write_text(text)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
