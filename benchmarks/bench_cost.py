@@ -127,6 +127,7 @@ def main(argv=None):
     rows = [
         ("machine", f"{platform.machine()}, {os.cpu_count()} cores, {jax.default_backend()}"),
         ("observation", f"{args.preset}, fiducial theta, seed {args.seed}"),
+        ("JAX compilation cache", os.environ.get("JAX_COMPILATION_CACHE_DIR") or "none"),
     ]
     costs = {}  # method: (s per draw compiled, s per draw incl. compilation)
     if not args.skip_diffusion:

@@ -20,6 +20,7 @@ from numpyro_diffprior.demo_samplers import (
     FULL,
     QUICK,
     DemoSettings,
+    amortized_chunk_size,
     amortized_sampler,
     diffusion_chunk_size,
     diffusion_guidance,
@@ -39,6 +40,7 @@ __all__ = [
     "nuts_reference",
     "amortized_sampler",
     "diffusion_chunk_size",
+    "amortized_chunk_size",
     "QUICK",
     "FULL",
 ]
