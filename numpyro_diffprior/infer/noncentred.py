@@ -38,8 +38,8 @@ class Whitening(NamedTuple):
     """to_map(theta_n, w) -> (kappa_n, log |det d kappa_n / d w|); to_latent(theta_n, kappa_n)
     -> w, its inverse; flat kappa_n and w (K,), theta_n (P,), normalised coordinates.
 
-    The map and its log-determinant come from one function so that a factorisation is computed
-    once per evaluation (two concurrent LAPACK calls in one XLA CPU program can deadlock).
+    The map and its log-determinant come from one function, so that a factorisation is computed
+    once per evaluation.
     """
 
     to_map: object
@@ -54,7 +54,9 @@ def identity_whitening() -> Whitening:
 def spectral_whitening(prior, emulator=None, *, floor=1e-4) -> Whitening:
     """Colouring by the theory spectrum: kappa_hat_n(k) = L_theta(k) w_hat(k), with L the
     Cholesky factor of the C x C normalised power P_ij(k) / (std_i std_j) + floor I
-    (`simulator.lognormal.power_grid`, C_l from the preset's emulator); L(0) = I.
+    (`simulator.lognormal.power_grid`, C_l from the preset's emulator); L(0) = I. The factors
+    and the triangular solves are written out entry by entry (`simulator.psd_sqrt`), with no
+    LAPACK call.
 
     log |det| = sum over the full k grid of log det L(k) (the map is block-diagonal in k).
     `floor` (normalised units) keeps L invertible where the spectrum vanishes.
@@ -62,6 +64,11 @@ def spectral_whitening(prior, emulator=None, *, floor=1e-4) -> Whitening:
     from numpyro_diffprior.cosmology.emulator import emulate_cl, load_emulator
     from numpyro_diffprior.presets import get_preset
     from numpyro_diffprior.simulator.lognormal import half_plane_weights, power_grid
+    from numpyro_diffprior.simulator.psd_sqrt import (
+        cholesky_batch_last,
+        matvec_batch_last,
+        solve_lower_batch_last,
+    )
 
     if prior.preset is None:
         raise ValueError("spectral_whitening needs a prior with a preset; pass a Whitening")
@@ -77,22 +84,21 @@ def spectral_whitening(prior, emulator=None, *, floor=1e-4) -> Whitening:
         theta = jnp.clip(theta_n * norm.theta_std + norm.theta_mean, bounds[:, 0], bounds[:, 1])
         p = power_grid(emulate_cl(emulator, theta), emulator.ell, npix, preset.field_rad, half=True)
         p = p / (norm.kappa_std[:, None] * norm.kappa_std[None, :])[..., None, None]
-        p = jnp.moveaxis(p, (0, 1), (-2, -1)) + floor * eye
-        p = p.at[0, 0].set(eye)
-        return jnp.linalg.cholesky(0.5 * (p + jnp.swapaxes(p, -1, -2)))
+        p = (p + floor * eye[..., None, None]).at[:, :, 0, 0].set(eye)
+        return cholesky_batch_last(0.5 * (p + jnp.swapaxes(p, 0, 1)))
 
     def to_map(theta_n, w):
         chol = factor(theta_n)
-        w_hat = jnp.moveaxis(jnp.fft.rfft2(w.reshape(preset.map_shape)), 0, -1)[..., None]
-        kappa = jnp.fft.irfft2(jnp.moveaxis((chol @ w_hat)[..., 0], -1, 0), s=(npix, npix))
-        log_det = jnp.sum(mult * jnp.sum(jnp.log(jnp.diagonal(chol, 0, -2, -1)), axis=-1))
+        w_hat = jnp.fft.rfft2(w.reshape(preset.map_shape))
+        kappa = jnp.fft.irfft2(matvec_batch_last(chol, w_hat), s=(npix, npix))
+        log_det = jnp.sum(mult * jnp.sum(jnp.log(jnp.diagonal(chol, 0, 0, 1)), axis=-1))
         return kappa.reshape(-1), log_det
 
     def to_latent(theta_n, kappa_n):
         chol = factor(theta_n)
-        k_hat = jnp.moveaxis(jnp.fft.rfft2(kappa_n.reshape(preset.map_shape)), 0, -1)[..., None]
-        w_hat = jax.scipy.linalg.solve_triangular(chol, k_hat, lower=True)[..., 0]
-        return jnp.fft.irfft2(jnp.moveaxis(w_hat, -1, 0), s=(npix, npix)).reshape(-1)
+        k_hat = jnp.fft.rfft2(kappa_n.reshape(preset.map_shape))
+        w_hat = solve_lower_batch_last(chol, k_hat)
+        return jnp.fft.irfft2(w_hat, s=(npix, npix)).reshape(-1)
 
     return Whitening(to_map, to_latent)
 

@@ -1,5 +1,6 @@
-"""Square roots of batches of small symmetric PSD matrices, the colouring step of the
-log-normal simulator (`simulator.lognormal`, docs/design.md §2.3).
+"""Square roots and Cholesky factors of batches of small symmetric PSD matrices: the colouring
+step of the log-normal simulator (`simulator.lognormal`, docs/design.md §2.3) and of the
+non-centred HMC refinement (`infer.noncentred`).
 
 `psd_sqrt(a)` is the symmetric root of each C x C matrix in the last two axes of `a`, with
 negative eigenvalues clipped to 0 (the log-normal Gaussian power is only positive
@@ -8,6 +9,9 @@ rotations vectorised over the batch (`jacobi_eigh`; on a CPU about 4x faster tha
 called per matrix), and small matrix products are written out entry by entry. The root has a
 custom JVP (Daleckii-Krein divided differences written as 1 / (s_i + s_j)), so its gradient
 stays finite for degenerate eigenvalues, where the gradient of `eigh` itself is inf * 0.
+`cholesky_batch_last`, `solve_lower_batch_last` and `matvec_batch_last` are written out entry by
+entry the same way: no LAPACK call, whose batched CPU kernels can deadlock when two of them run
+at once in one XLA program (docs/install.md).
 """
 
 from __future__ import annotations
@@ -15,7 +19,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["jacobi_eigh", "psd_sqrt", "psd_sqrt_batch_last", "batch_matmul", "batch_transpose"]
+__all__ = [
+    "jacobi_eigh",
+    "psd_sqrt",
+    "psd_sqrt_batch_last",
+    "batch_matmul",
+    "batch_transpose",
+    "cholesky_batch_last",
+    "solve_lower_batch_last",
+    "matvec_batch_last",
+]
 
 
 def _sqrt_eigen(w):
@@ -151,3 +164,40 @@ def psd_sqrt(a):
     eigenvalues clipped to 0: ``S = V diag(sqrt(max(w, 0))) V^T`` (`jacobi_eigh`)."""
     a = jnp.asarray(a)
     return jnp.moveaxis(psd_sqrt_batch_last(jnp.moveaxis(a, (-2, -1), (0, 1))), (0, 1), (-2, -1))
+
+
+def _stack(entries):
+    return jnp.stack([jnp.stack(row) for row in entries])
+
+
+def cholesky_batch_last(a):
+    """Lower Cholesky factors L (C, C, ...) of a batch-last stack of symmetric positive-definite
+    matrices a (C, C, ...), ``a = L L^T`` (the lower triangle of a is read); NaN where a matrix
+    is not positive definite."""
+    e = _entries(a)
+    n = len(e)
+    zero = jnp.zeros_like(e[0][0])
+    low = [[zero] * n for _ in range(n)]
+    for j in range(n):
+        low[j][j] = jnp.sqrt(e[j][j] - sum(low[j][k] ** 2 for k in range(j)))
+        for i in range(j + 1, n):
+            low[i][j] = (e[i][j] - sum(low[i][k] * low[j][k] for k in range(j))) / low[j][j]
+    return _stack(low)
+
+
+def solve_lower_batch_last(low, b):
+    """x (C, ...) with ``L x = b`` for lower-triangular L (C, C, ...) by forward substitution;
+    b (C, ...) may be complex."""
+    e = _entries(low)
+    rows = jax.lax.split(b, [1] * b.shape[0], axis=0)
+    x = []
+    for i, row in enumerate(rows):
+        x.append((row[0] - sum(e[i][k] * x[k] for k in range(i))) / e[i][i])
+    return jnp.stack(x)
+
+
+def matvec_batch_last(a, x):
+    """``a x`` for a batch-last stack of matrices a (C, M, ...) and vectors x (M, ...)."""
+    e = _entries(a)
+    cols = [c[0] for c in jax.lax.split(x, [1] * x.shape[0], axis=0)]
+    return jnp.stack([sum(row[k] * cols[k] for k in range(len(cols))) for row in e])
