@@ -9,17 +9,32 @@ From it we build
 - `linear_gaussian(...)`: for observed sites that are (masked) Normals with a loc affine in x and a
   scale independent of x, the flat pieces (loc function, y, precision) used by the annealed and
   covariance-aware guidance methods. Masked pixels get precision 0 (never NaN arithmetic).
+
+The checks evaluate the model abstractly (`jax.eval_shape`) or in one compiled program each:
+run operation by operation, every operation of the model and its gradient compiles on its own,
+which cost seconds at each sampler's start. The pieces they evaluate are in
+`infer.model_sites`.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpyro.distributions as dist
-from numpyro import handlers
 
+from numpyro_diffprior.infer.model_sites import (
+    ModelInfo,
+    _gaussian_parts,
+    _linear_gaussian_parts,
+    _site_log_prob,
+    make_log_likelihood,
+    make_site_values,
+    probe_points,
+    split_model_kwargs,
+    trace_model,
+)
 from numpyro_diffprior.prior import DiffusionPrior
 
 __all__ = [
@@ -29,13 +44,10 @@ __all__ = [
     "make_log_likelihood",
     "linear_gaussian",
     "make_site_values",
+    "split_model_kwargs",
+    "loc_values",
+    "observed_values",
 ]
-
-
-class ModelInfo(NamedTuple):
-    prior_name: str
-    prior: DiffusionPrior
-    observed: tuple[str, ...]
 
 
 class LinearGaussian(NamedTuple):
@@ -46,29 +58,10 @@ class LinearGaussian(NamedTuple):
     precision: jnp.ndarray  # (M,), 1/scale^2 where observed, else 0
 
 
-def _trace(model, prior_value_fn, model_kwargs):
-    def substitute_fn(site):
-        if site["type"] == "sample" and isinstance(site.get("fn"), DiffusionPrior):
-            return prior_value_fn(site)
-        return None
-
-    seeded = handlers.seed(handlers.substitute(model, substitute_fn=substitute_fn), rng_seed=0)
-    return handlers.trace(seeded).get_trace(**model_kwargs)
-
-
 def inspect_model(model, model_kwargs, *, validate=True) -> ModelInfo:
     """Find the single DiffusionPrior site and the observed sites; raise ValueError otherwise."""
-    tr = _trace(model, lambda site: site["fn"].offset(), model_kwargs)
-    priors, observed, latent = [], [], []
-    for name, site in tr.items():
-        if site["type"] != "sample":
-            continue
-        if site["type"] == "sample" and isinstance(site.get("fn"), DiffusionPrior):
-            priors.append(name)
-        elif site["is_observed"]:
-            observed.append(name)
-        else:
-            latent.append(name)
+    sites = _sample_sites(model, model_kwargs)
+    priors, observed, latent = ([n for n, s in sites.items() if s[0] == k] for k in _KINDS)
     if not priors:
         raise ValueError("the model has no DiffusionPrior sample site")
     if len(priors) > 1:
@@ -79,122 +72,92 @@ def inspect_model(model, model_kwargs, *, validate=True) -> ModelInfo:
         )
     if not observed:
         raise ValueError("the model has no observed sample site (pass the observation, obs=...)")
-    info = ModelInfo(priors[0], tr[priors[0]]["fn"], tuple(observed))
+    info = ModelInfo(priors[0], sites[priors[0]][1], tuple(observed))
     if validate:
-        _validate(model, info, tr, model_kwargs)
+        _validate(model, info, sites, model_kwargs)
     return info
 
 
-def _site_log_prob(site):
-    lp = site["fn"].log_prob(site["value"])
-    if site.get("mask") is not None:
-        lp = jnp.where(site["mask"], lp, 0.0)
-    if site.get("scale") is not None:
-        lp = site["scale"] * lp
-    return jnp.sum(lp)
+_KINDS = ("prior", "observed", "latent")
 
 
-def make_log_likelihood(model, info: ModelInfo, model_kwargs, *, sites=None):
-    """x_phys (D,) -> sum of the observed sites' log densities (or only `sites`)."""
-    names = info.observed if sites is None else tuple(sites)
+def _sample_sites(model, model_kwargs):
+    """{name: (kind, the DiffusionPrior or None, value shape, distribution shape)} of the model's
+    sample sites, kind one of `_KINDS`. Outside a trace the model is evaluated abstractly
+    (`jax.eval_shape`: nothing computed, nothing compiled); if its prior is then not a concrete
+    object (built from the model's own computations), eagerly."""
+    table = {}
 
-    def log_likelihood(x_phys):
-        tr = _trace(model, lambda site: x_phys, model_kwargs)
-        return sum(_site_log_prob(tr[name]) for name in names)
+    def read():
+        table.clear()
+        tr = trace_model(model, lambda site: site["fn"].offset(), model_kwargs)
+        for name, site in tr.items():
+            if site["type"] != "sample":
+                continue
+            fn = site.get("fn")
+            kind = "prior" if isinstance(fn, DiffusionPrior) else None
+            kind = kind or ("observed" if site["is_observed"] else "latent")
+            shape = tuple(fn.batch_shape) + tuple(fn.event_shape)
+            table[name] = (kind, fn if kind == "prior" else None, jnp.shape(site["value"]), shape)
 
-    return log_likelihood
-
-
-def _pointwise_log_prob(site):
-    """Per-element log density of an observed site, shaped like its value where the
-    distribution allows (Normals, masked or not, `MaskedShearNormal`); unobserved (masked)
-    elements contribute 0."""
-    value, fn = site["value"], site["fn"]
-    try:
-        loc, scale, observed = _gaussian_parts(fn, value)
-        safe = jnp.where(observed, scale, 1.0)
-        lp = dist.Normal(loc, safe).log_prob(jnp.where(observed, value, loc))
-        lp = jnp.where(observed, lp, 0.0)
-    except ValueError:
-        while isinstance(fn, dist.Independent):
-            fn = fn.base_dist
-        lp = fn.log_prob(value)
-    if site.get("mask") is not None:
-        lp = jnp.where(site["mask"], lp, 0.0)
-    if site.get("scale") is not None:
-        lp = site["scale"] * lp
-    return lp
+    if _has_tracer(model_kwargs):
+        read()
+        return table
+    jax.eval_shape(read)
+    if any(_has_tracer(s[1]) for s in table.values()):
+        read()
+    return table
 
 
-def make_site_values(model, info: ModelInfo, model_kwargs):
-    """x_phys (D,) -> (pointwise log-likelihood {observed site: per-element array},
-    {deterministic site: value}) of the model with the prior value substituted."""
-
-    def site_values(x_phys):
-        tr = _trace(model, lambda site: x_phys, model_kwargs)
-        log_lik = {name: _pointwise_log_prob(tr[name]) for name in info.observed}
-        det = {n: s["value"] for n, s in tr.items() if s["type"] == "deterministic"}
-        return log_lik, det
-
-    return site_values
+def _has_tracer(tree):
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
 
 
-def _validate(model, info, tr, model_kwargs):
+def _validate(model, info, sites, model_kwargs):
     prior = info.prior
     for name in info.observed:
-        site = tr[name]
-        value, fn = site["value"], site["fn"]
-        expected = tuple(fn.batch_shape) + tuple(fn.event_shape)
-        if tuple(jnp.shape(value)) != expected:
+        _, _, shape, expected = sites[name]
+        if tuple(shape) != expected:
             raise ValueError(
-                f"observed site {name!r} has shape {tuple(jnp.shape(value))}, but its "
+                f"observed site {name!r} has shape {tuple(shape)}, but its "
                 f"distribution has shape {expected}"
             )
-        try:
-            _, _, observed = _gaussian_parts(fn, value)
-            bad = observed & ~jnp.isfinite(value)
-        except ValueError:
-            bad = ~jnp.isfinite(value)
-        if bool(jnp.any(bad)):
+    x0, draws = probe_points(prior)
+    x1 = draws[0]
+    dynamic, static = split_model_kwargs(model_kwargs)
+    results = _site_checks(model, info.observed, static, dynamic, x0, x1)
+    for name, (bad, finite, depends) in zip(info.observed, results, strict=True):
+        if bool(bad):
             raise ValueError(f"observed site {name!r} has NaN/inf values on observed pixels")
-        log_lik = make_log_likelihood(model, info, model_kwargs, sites=[name])
-        x0 = prior.offset()
-        x1 = prior.from_normalized(jax.random.normal(jax.random.PRNGKey(1), (prior.dim,)))
-        if not bool(jnp.isfinite(log_lik(x0))):
+        if not bool(finite):
             raise ValueError(f"log-likelihood of observed site {name!r} is not finite")
-        grads = [jax.grad(log_lik)(x) for x in (x0, x1)]
-        if all(not bool(jnp.any(g != 0)) for g in grads):
+        if not bool(depends):
             raise ValueError(
                 f"observed site {name!r} does not depend on the DiffusionPrior site "
                 f"{info.prior_name!r}"
             )
 
 
-def _gaussian_parts(fn, value):
-    """(loc, scale, observed) broadcast to value's shape, for (masked/independent) Normals."""
-    observed = jnp.ones(jnp.shape(value), bool)
-    while True:
-        if isinstance(fn, dist.Independent | dist.ExpandedDistribution):
-            fn = fn.base_dist
-        elif isinstance(fn, dist.MaskedDistribution):
-            observed = observed & jnp.asarray(fn._mask, bool)
-            fn = fn.base_dist
-        else:
-            break
-    if isinstance(fn, dist.Normal):
-        loc, scale = fn.loc, fn.scale
-    elif hasattr(fn, "observed") and hasattr(fn, "loc") and hasattr(fn, "scale"):
-        loc, scale = fn.loc, fn.scale  # simulator.model.MaskedShearNormal
-        observed = observed & fn.observed
-    else:
-        raise ValueError(
-            f"observed distribution {type(fn).__name__} is not a (masked) Normal; guidance "
-            "'annealed' and 'mmps' need linear Gaussian observations - use guidance='dps'"
-        )
-    shape = jnp.shape(value)
-    loc, scale = jnp.broadcast_to(loc, shape), jnp.broadcast_to(scale, shape)
-    observed = jnp.broadcast_to(observed, shape) & jnp.isfinite(scale) & (scale > 0)
-    return loc, scale, observed
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _site_checks(model, names, static, dynamic, x0, x1):
+    """Per observed site: (a non-finite value on an observed pixel, a finite log-likelihood at
+    x0, a nonzero gradient at x0 or x1). One compiled program: run op by op, each operation
+    compiles on its own, which costs seconds at a sampler's start."""
+    kwargs = {**dynamic, **dict(static)}
+    log_lik = lambda x, name: _site_log_prob(trace_model(model, lambda site: x, kwargs)[name])
+    tr = trace_model(model, lambda site: x0, kwargs)
+    out = []
+    for name in names:
+        value, fn = tr[name]["value"], tr[name]["fn"]
+        try:
+            _, _, observed = _gaussian_parts(fn, value)
+            bad = observed & ~jnp.isfinite(value)
+        except ValueError:
+            bad = ~jnp.isfinite(value)
+        grads = [jax.grad(log_lik)(x, name) for x in (x0, x1)]
+        depends = jnp.any(grads[0] != 0) | jnp.any(grads[1] != 0)
+        out.append((jnp.any(bad), jnp.isfinite(log_lik(x0, name)), depends))
+    return out
 
 
 def linear_gaussian(model, info: ModelInfo, model_kwargs, *, check=True) -> LinearGaussian:
@@ -202,32 +165,68 @@ def linear_gaussian(model, info: ModelInfo, model_kwargs, *, check=True) -> Line
 
     With `check` (eager only) the loc is tested to be affine in x and the scale constant.
     """
-
-    def parts(x_phys):
-        tr = _trace(model, lambda site: x_phys, model_kwargs)
-        out = [_gaussian_parts(tr[n]["fn"], tr[n]["value"]) for n in info.observed]
-        values = [jnp.ravel(tr[n]["value"]) for n in info.observed]
-        locs, scales, obs = ([jnp.ravel(p[i]) for p in out] for i in range(3))
-        return jnp.concatenate(locs), jnp.concatenate(scales), jnp.concatenate(obs), values
-
-    prior = info.prior
-    x0 = prior.offset()
-    _, scale, observed, values = parts(x0)
-    y = jnp.where(observed, jnp.concatenate(values), 0.0)
-    safe = jnp.where(observed, scale, 1.0)
-    precision = jnp.where(observed, 1.0 / safe**2, 0.0)
-    loc_fn = lambda x_phys: parts(x_phys)[0]
-    if check:
-        keys = jax.random.split(jax.random.PRNGKey(2), 2)
-        xa, xb = (prior.from_normalized(jax.random.normal(k, (prior.dim,))) for k in keys)
-        la, lb, l0 = loc_fn(xa), loc_fn(xb), loc_fn(x0)
-        lab = loc_fn(xa + xb - x0)
-        tol = 1e-3 * (jnp.max(jnp.abs(la - l0)) + jnp.max(jnp.abs(lb - l0))) + 1e-12
-        scale_a = parts(xa)[1]
-        same_scale = jnp.all(jnp.where(observed, jnp.abs(scale_a - scale) <= 1e-6 * safe, True))
-        if not bool(jnp.max(jnp.abs(lab - la - lb + l0)) <= tol) or not bool(same_scale):
-            raise ValueError(
-                "observed Normal sites must have a loc affine in the prior value and a scale "
-                "independent of it for guidance 'annealed'/'mmps'; use guidance='dps'"
-            )
+    prior, names = info.prior, info.observed
+    loc_fn = lambda x_phys: _linear_gaussian_parts(model, names, model_kwargs, x_phys)[0]
+    if not check:
+        parts = _linear_gaussian_parts(model, names, model_kwargs, prior.offset())
+        _, scale, observed, value = parts
+        return LinearGaussian(loc_fn, *_data_and_precision(value, scale, observed))
+    x0, draws = probe_points(prior)
+    xa, xb = draws[1], draws[2]
+    dynamic, static = split_model_kwargs(model_kwargs)
+    y, precision, affine, same_scale = _linear_gaussian_checks(
+        model, names, static, dynamic, x0, xa, xb
+    )
+    if not bool(affine) or not bool(same_scale):
+        raise ValueError(
+            "observed Normal sites must have a loc affine in the prior value and a scale "
+            "independent of it for guidance 'annealed'/'mmps'; use guidance='dps'"
+        )
     return LinearGaussian(loc_fn, y, precision)
+
+
+def _data_and_precision(value, scale, observed):
+    y = jnp.where(observed, value, 0.0)
+    precision = jnp.where(observed, 1.0 / jnp.where(observed, scale, 1.0) ** 2, 0.0)
+    return y, precision
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _linear_gaussian_checks(model, names, static, dynamic, x0, xa, xb):
+    """(y, precision, loc affine in x, scale independent of x) from the prior values x0, xa,
+    xb, as one compiled program (see `_site_checks`)."""
+    kwargs = {**dynamic, **dict(static)}
+    parts = lambda x: _linear_gaussian_parts(model, names, kwargs, x)
+    l0, scale, observed, value = parts(x0)
+    la, scale_a = parts(xa)[:2]
+    lb, lab = parts(xb)[0], parts(xa + xb - x0)[0]
+    tol = 1e-3 * (jnp.max(jnp.abs(la - l0)) + jnp.max(jnp.abs(lb - l0))) + 1e-12
+    safe = jnp.where(observed, scale, 1.0)
+    same_scale = jnp.all(jnp.where(observed, jnp.abs(scale_a - scale) <= 1e-6 * safe, True))
+    affine = jnp.max(jnp.abs(lab - la - lb + l0)) <= tol
+    return (*_data_and_precision(value, scale, observed), affine, same_scale)
+
+
+def loc_values(model, info: ModelInfo, model_kwargs, xs):
+    """(K, M) flat loc of the observed (Gaussian) sites at each of the K prior values xs, as one
+    compiled program."""
+    dynamic, static = split_model_kwargs(model_kwargs)
+    return _locs(model, info.observed, static, dynamic, tuple(xs))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _locs(model, names, static, dynamic, xs):
+    kwargs = {**dynamic, **dict(static)}
+    return jnp.stack([_linear_gaussian_parts(model, names, kwargs, x)[0] for x in xs])
+
+
+def observed_values(model, info: ModelInfo, model_kwargs) -> dict:
+    """{observed site: its value}, read by one compiled program."""
+    dynamic, static = split_model_kwargs(model_kwargs)
+    return _observed(model, info.observed, static, dynamic, probe_points(info.prior)[0])
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _observed(model, names, static, dynamic, x0):
+    tr = trace_model(model, lambda site: x0, {**dynamic, **dict(static)})
+    return {name: tr[name]["value"] for name in names}

@@ -31,7 +31,6 @@ import time
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -41,7 +40,8 @@ from numpyro_diffprior.infer.inference_data import (
     split_into_chains,
     to_inference_data,
 )
-from numpyro_diffprior.infer.model_tracing import _trace, inspect_model, linear_gaussian
+from numpyro_diffprior.infer.model_sites import split_model_kwargs
+from numpyro_diffprior.infer.model_tracing import inspect_model, linear_gaussian, observed_values
 from numpyro_diffprior.runtime.executors import check_scheduler, resolve_executor
 from numpyro_diffprior.runtime.processes import keys_from_numpy, keys_to_numpy, resolve_num_workers
 from numpyro_diffprior.runtime.threads import imap_in_threads
@@ -51,31 +51,12 @@ __all__ = ["IIDSampler", "chunk_sizes", "DIVERGENCE_THRESHOLD"]
 _R = RUN_DEFAULTS
 
 
-def _split_kwargs(model_kwargs):
-    dynamic, static = {}, {}
-    for key, value in model_kwargs.items():
-        leaves = jax.tree.leaves(value)
-        if isinstance(value, float):  # a new float value must not retrace
-            dynamic[key] = jnp.asarray(value)
-        elif value is not None and leaves and all(hasattr(v, "shape") for v in leaves):
-            dynamic[key] = value
-        else:
-            try:
-                hash(value)
-            except TypeError as err:
-                raise ValueError(
-                    f"model argument {key!r} is neither an array nor hashable"
-                ) from err
-            static[key] = value
-    return dynamic, tuple(sorted(static.items()))
-
-
 def _observation_for_idata(model, info, model_kwargs):
     """The observed `shear`-shaped site value (C, 2, N, N), if the model has one."""
-    tr = _trace(model, lambda site: site["fn"].offset(), model_kwargs)
+    values = observed_values(model, info, model_kwargs)
     n_bins, ny, nx = info.prior.map_shape
     for name in info.observed:
-        value = np.asarray(tr[name]["value"])
+        value = np.asarray(values[name])
         if value.shape == (n_bins, 2, ny, nx):
             return value
     return None
@@ -192,7 +173,7 @@ class IIDSampler:
         if kernel.guidance.name in ("annealed", "mmps"):
             linear_gaussian(kernel.model, info, model_kwargs, check=True)
         getattr(kernel, "check_inputs", lambda *_: None)(info, model_kwargs)  # kernel's own
-        dynamic, static = _split_kwargs(model_kwargs)
+        dynamic, static = split_model_kwargs(model_kwargs)
         devices = jax.device_count() if self._sharded else 1
         start = time.perf_counter()
         if self.scheduler is None:

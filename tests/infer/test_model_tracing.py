@@ -129,3 +129,28 @@ def test_bad_sampler_settings(gaussian_case):
     sampler = DiffusionPosteriorSampler(shear_model, num_steps=2)
     with pytest.raises(ValueError, match="num_samples"):
         IIDSampler(sampler, 0).run(jax.random.PRNGKey(0), prior=gaussian_case["prior"])
+
+
+def test_checks_never_run_the_model_operation_by_operation(gaussian_case):
+    """Every evaluation of the model by the checks is traced (abstract or compiled): run op by
+    op, each of its operations would compile on its own at the sampler's start."""
+    from numpyro_diffprior.infer.model_tracing import loc_values, observed_values
+
+    traced = []
+
+    def model(**kwargs):
+        traced.append(isinstance(jnp.zeros(()), jax.core.Tracer))
+        shear_model(**kwargs)
+
+    kw = dict(prior=gaussian_case["prior"], shear_obs=gaussian_case["shear"], noise_std=NOISE)
+    info = inspect_model(model, kw)
+    lg = linear_gaussian(model, info, kw, check=True)
+    locs = loc_values(model, info, kw, (info.prior.offset(),))
+    values = observed_values(model, info, kw)
+    assert len(traced) >= 4 and all(traced), traced
+    # and they read the same numbers as an eager evaluation
+    np.testing.assert_allclose(values["shear"], gaussian_case["shear"])
+    traced.clear()
+    eager = lg.loc_fn(info.prior.offset())
+    assert traced == [False]  # the probe itself can tell eager from traced
+    np.testing.assert_allclose(locs[0], eager, atol=1e-7)
