@@ -8,7 +8,8 @@ numbers are discretisation errors free of Monte-Carlo error:
 - the exact conditional oracle (`testing.conditional.gaussian_amortized_prior`, 8 x 8 maps,
   Kaiser-Squires shear with noise 0.01, with and without 30 % of the pixels masked): relative
   error of the posterior spread for DPM-Solver++(2M) at 12-32 steps on the Karras rho = 7
-  ladder and on steps equal in log sigma (rho = inf); reference: Heun, 512 steps;
+  ladder and on steps equal in log sigma (rho = inf), and for DPM-Solver++(3M) on the latter;
+  reference: Heun, 512 steps;
 - the shipped lsst-y10-coarse conditional model on two simulated observations (fiducial, and
   theta from the prior): median draw-wise error, spread error and the largest theta-mean error
   in posterior sd; reference: 2M with 128 log-uniform steps, checked against Heun's 64 steps.
@@ -54,7 +55,8 @@ def oracle_rows(num):
         ref = run(sampler="ode", num_steps=512, rho=7.0).std(0)
         for n in (12, 16, 20, 24, 32):
             errs = [
-                np.max(np.abs(run(num_steps=n, rho=rho).std(0) / ref - 1)) for rho in (7.0, INF)
+                np.max(np.abs(run(sampler=s, num_steps=n, rho=rho).std(0) / ref - 1))
+                for s, rho in (("dpmpp-2m", 7.0), ("dpmpp-2m", INF), ("dpmpp-3m", INF))
             ]
             rows.append((f"{'30 % masked' if masked else 'no mask'}", n, *errs))
     return rows
@@ -66,8 +68,9 @@ def model_rows(num):
 
     prior = load_amortized_prior("lsst-y10-coarse")
     noise = np.asarray(prior.observation_range.reference_noise, np.float32)
-    settings = [("2M, rho = 7", 32, 7.0), ("2M, rho = 7", 16, 7.0)]
-    settings += [("2M, log-uniform", n, INF) for n in (12, 16, 20, 24)]
+    settings = [("2M, rho = 7", 32, 7.0, "dpmpp-2m"), ("2M, rho = 7", 16, 7.0, "dpmpp-2m")]
+    settings += [("2M, log-uniform", n, INF, "dpmpp-2m") for n in (12, 16, 20, 24)]
+    settings += [("3M, log-uniform", n, INF, "dpmpp-3m") for n in (12, 16, 20)]
     rows = []
     for seed, theta in ((0, "fiducial"), (4, None)):
         o = simulate_observation(jax.random.key(seed), "lsst-y10-coarse", theta=theta)
@@ -86,8 +89,8 @@ def model_rows(num):
             return (name, label, d, spread[:2].max(), np.median(spread[2:]), mean[:2].max())
 
         rows.append(row("Heun, rho = 7, 64 steps", run(sampler="ode", num_steps=64, rho=7.0)))
-        for label, n, rho in settings:
-            rows.append(row(f"{label}, {n} steps", run(num_steps=n, rho=rho)))
+        for label, n, rho, solver in settings:
+            rows.append(row(f"{label}, {n} steps", run(sampler=solver, num_steps=n, rho=rho)))
     return rows
 
 
@@ -104,12 +107,14 @@ def main(argv=None):
         f"`python benchmarks/amortized_steps.py` (jax {jax.__version__}); draws from the same "
         "initial noise as a converged reference, so these are discretisation errors only.\n",
         f"## Exact conditional oracle ({args.oracle_draws} draws; reference Heun, 512 steps)\n",
-        "Largest relative error of a posterior spread (theta and every pixel), DPM-Solver++(2M):\n",
-        "| observation | steps (= calls per draw) | rho = 7 | rho = inf (equal in log sigma) |",
-        "|---|---|---|---|",
+        "Largest relative error of a posterior spread (theta and every pixel):\n",
+        "| observation | steps (= calls per draw) | 2M, rho = 7 | 2M, rho = inf (equal in log "
+        "sigma) | 3M, rho = inf |",
+        "|---|---|---|---|---|",
     ]
     text += [
-        f"| {o} | {n} | {a:+.1%} | {b:+.1%} |" for o, n, a, b in oracle_rows(args.oracle_draws)
+        f"| {o} | {n} | {a:+.1%} | {b:+.1%} | {c:+.1%} |"
+        for o, n, a, b, c in oracle_rows(args.oracle_draws)
     ]
     if not args.skip_model:
         text += [

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/bench_cost.py [--draws 40] [--chains 4] [--warmup 120] [--samples 120]
        [--chain-method auto] [--workers auto] [--seed 0] [--amortized-model DIR]
-       [--amortized-draws 200] [--amortized-steps 32] [--amortized-solver ode|dpmpp-2m]
+       [--amortized-draws 200] [--amortized-steps 32] [--amortized-solver ode|dpmpp-2m|dpmpp-3m]
        [--skip-diffusion] [--out benchmarks/results/cost.md]
 Writes benchmarks/results/cost.md.
 
@@ -115,8 +115,9 @@ def main(argv=None):
     parser.add_argument("--amortized-draws", type=int, default=FULL.amortized_draws)
     parser.add_argument("--amortized-steps", type=int, default=FULL.amortized_steps)
     parser.add_argument(
-        "--amortized-solver", choices=("ode", "dpmpp-2m"), default=FULL.amortized_solver,
-        help="ode: Heun (2 steps - 1 denoiser calls per draw); dpmpp-2m: DPM-Solver++(2M)",
+        "--amortized-solver", choices=("ode", "dpmpp-2m", "dpmpp-3m"),
+        default=FULL.amortized_solver,
+        help="ode: Heun (2 steps - 1 denoiser calls per draw); dpmpp-2m|3m: DPM-Solver++(2M|3M)",
     )  # fmt: skip
     parser.add_argument("--skip-diffusion", action="store_true")
     parser.add_argument("--seed", type=int, default=0)

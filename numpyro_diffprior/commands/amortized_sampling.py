@@ -25,9 +25,11 @@ def load_prior_for(method: str, model):
 
 
 def check_sampler_flag(method: str, sampler) -> None:
-    """`--sampler dpmpp-2m` is the amortised sampler's only (the guided one has ode and sde)."""
-    if method != "amortized" and sampler == "dpmpp-2m":
-        raise ValueError("--sampler dpmpp-2m applies to --method amortized only (guided: ode, sde)")
+    """`--sampler dpmpp-2m|3m` are the amortised sampler's only (the guided one: ode and sde)."""
+    if method != "amortized" and sampler in ("dpmpp-2m", "dpmpp-3m"):
+        raise ValueError(
+            f"--sampler {sampler} applies to --method amortized only (guided: ode, sde)"
+        )
 
 
 def amortized_sampler(args):

@@ -76,9 +76,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--num-steps", type=int, default=None, help="diffusion steps / Langevin levels"
     )
     parser.add_argument(
-        "--sampler", choices=("ode", "dpmpp-2m", "sde"), default=None,
+        "--sampler", choices=("ode", "dpmpp-2m", "dpmpp-3m", "sde"), default=None,
         help="--method amortized: reverse process (dpmpp-2m: DPM-Solver++(2M), one denoiser "
-        "call per step, the default; ode: Heun, two)",
+        "call per step, the default; dpmpp-3m: its third-order form, one; ode: Heun, two)",
     )  # fmt: skip
     parser.add_argument("--warmup", type=int, default=300, help="NUTS warmup per observation")
     parser.add_argument(

@@ -81,9 +81,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--corrector-steps", type=int, default=None, help="diffusion only (0)")
     parser.add_argument(
-        "--sampler", choices=("sde", "ode", "dpmpp-2m"), default=None,
+        "--sampler", choices=("sde", "ode", "dpmpp-2m", "dpmpp-3m"), default=None,
         help=f"reverse process (diffusion: sde|ode, default {_S['sampler']}; amortized: "
-        "dpmpp-2m = DPM-Solver++(2M) (default), ode = Heun, twice the calls, or sde)",
+        "dpmpp-2m = DPM-Solver++(2M) (default), dpmpp-3m = its third-order form, ode = Heun, "
+        "twice the calls, or sde)",
     )  # fmt: skip
     parser.add_argument(
         "--sigma-max", type=float, default=None,

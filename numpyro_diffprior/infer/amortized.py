@@ -31,12 +31,8 @@ import numpy as np
 
 from numpyro_diffprior.amortized.features import ShearObservation, observed_pixels
 from numpyro_diffprior.amortized.prior import AmortizedPrior, train_hint
-from numpyro_diffprior.diffusion.samplers import (
-    denoiser_calls,
-    dpmpp_2m_sampler,
-    edm_sampler,
-    euler_maruyama_sampler,
-)
+from numpyro_diffprior.diffusion import samplers as _samplers
+from numpyro_diffprior.diffusion.samplers import denoiser_calls
 from numpyro_diffprior.infer.algorithms import AMORTIZED_DEFAULTS
 from numpyro_diffprior.infer.kernel import _ModelKernel
 from numpyro_diffprior.infer.model_tracing import linear_gaussian, loc_values, probe_points
@@ -55,10 +51,16 @@ __all__ = [
     "check_observation_range",
 ]
 
-# The reverse processes: Heun, DPM-Solver++(2M) (one denoiser call per step), Euler-Maruyama.
-_REVERSE = {"ode": edm_sampler, "dpmpp-2m": dpmpp_2m_sampler, "sde": euler_maruyama_sampler}
+# The reverse processes: Heun, DPM-Solver++(2M), (3M) (one call per step each), Euler-Maruyama.
+_REVERSE = {
+    "ode": _samplers.edm_sampler,
+    "dpmpp-2m": _samplers.dpmpp_2m_sampler,
+    "dpmpp-3m": _samplers.dpmpp_3m_sampler,
+    "sde": _samplers.euler_maruyama_sampler,
+}
 SAMPLERS = tuple(_REVERSE)
-SOLVER_NAMES = {"ode": "Heun", "dpmpp-2m": "DPM-Solver++(2M)", "sde": "Euler-Maruyama"}
+SOLVER_NAMES = {"ode": "Heun", "dpmpp-2m": "DPM-Solver++(2M)", "dpmpp-3m": "DPM-Solver++(3M)",
+                "sde": "Euler-Maruyama"}  # fmt: skip
 _TOL = 1e-3  # relative slack of the range and forward-model checks
 
 
@@ -263,11 +265,11 @@ class AmortizedPosteriorSampler(_ModelKernel):
     Gaussian shear likelihood with mean `kaiser_squires(kappa)`). sampler: "dpmpp-2m" (the
     default: DPM-Solver++(2M) on the probability-flow ODE, num_steps denoiser calls per draw),
     "ode" (Heun on the same ODE, 2 num_steps - 1 calls, as accurate step for step on the exact
-    oracle) or "sde" (Euler-Maruyama, num_steps calls), from sigma_max to sigma_min on the
-    Karras rho ladder (`diffusion.samplers.edm_sigma_steps`; the default rho = inf: steps equal
-    in log sigma). Before sampling,
-    `IIDSampler.run` calls `check_inputs`: a model or observation the conditional model was
-    not trained for is a ValueError naming the problem (module docstring).
+    oracle), "dpmpp-3m" (third order, num_steps calls) or "sde" (Euler-Maruyama, num_steps
+    calls), from sigma_max to sigma_min on the Karras rho ladder
+    (`diffusion.samplers.edm_sigma_steps`; the default rho = inf: steps equal in log sigma).
+    Before sampling, `IIDSampler.run` calls `check_inputs`: a model or observation the
+    conditional model was not trained for is a ValueError naming the problem (module docstring).
     """
 
     method = "amortized"
