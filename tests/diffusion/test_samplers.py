@@ -92,16 +92,17 @@ def test_dpmpp_2m_converges_to_exact_probability_flow_at_second_order():
     assert errs[64] < errs[32] / 3 and errs[128] < errs[64] / 3, errs
 
 
-def test_dpmpp_2m_gaussian_moments_and_calls():
+@pytest.mark.parametrize("sampler", [dpmpp_2m_sampler, dpmpp_3m_sampler])
+def test_dpmpp_gaussian_moments_and_calls(sampler):
     calls = []
 
     def counting_denoiser(x, sigma):
         calls.append(1)
         return exact_denoiser(x, sigma)
 
-    dpmpp_2m_sampler(jax.random.key(1), counting_denoiser, 8, 4, num_steps=12)
+    sampler(jax.random.key(1), counting_denoiser, 8, 4, num_steps=12)
     assert len(calls) == 1  # traced once inside lax.scan: one call per step
-    sample = jax.jit(lambda k: dpmpp_2m_sampler(k, exact_denoiser, NUM, 4, num_steps=128))
+    sample = jax.jit(lambda k: sampler(k, exact_denoiser, NUM, 4, num_steps=64))
     check_moments(sample(jax.random.key(0)))
 
 
@@ -121,19 +122,6 @@ def test_dpmpp_3m_converges_to_exact_probability_flow_at_third_order():
     inf = float("inf")
     err_2m, err_3m = err(dpmpp_2m_sampler, 20, inf), err(dpmpp_3m_sampler, 20, inf)
     assert err_3m < 0.5 * err_2m, (err_3m, err_2m)
-
-
-def test_dpmpp_3m_gaussian_moments_and_calls():
-    calls = []
-
-    def counting_denoiser(x, sigma):
-        calls.append(1)
-        return exact_denoiser(x, sigma)
-
-    dpmpp_3m_sampler(jax.random.key(1), counting_denoiser, 8, 4, num_steps=12)
-    assert len(calls) == 1  # traced once inside lax.scan: one call per step
-    sample = jax.jit(lambda k: dpmpp_3m_sampler(k, exact_denoiser, NUM, 4, num_steps=64))
-    check_moments(sample(jax.random.key(0)))
 
 
 @pytest.mark.parametrize("S_churn", [0.0, 40.0])
