@@ -7,6 +7,7 @@ and builds its likelihood views from them.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -18,6 +19,7 @@ from numpyro_diffprior.prior import DiffusionPrior
 
 __all__ = [
     "ModelInfo",
+    "compiled_on_model",
     "make_log_likelihood",
     "make_site_values",
     "probe_points",
@@ -119,6 +121,25 @@ def split_model_kwargs(model_kwargs):
                 ) from err
             static[key] = value
     return dynamic, tuple(sorted(static.items()))
+
+
+def compiled_on_model(fn):
+    """`fn(model, names, model_kwargs, *arrays)` as one compiled program per model, site names
+    and constant arguments: the model's arguments are split by `split_model_kwargs` into the
+    program's inputs and its (static) constants. Run operation by operation, every operation of
+    a model and its gradient would compile on its own, which costs seconds at a sampler's start.
+    """
+
+    @functools.partial(jax.jit, static_argnums=(0, 1, 2))
+    def compiled(model, names, static, dynamic, *arrays):
+        return fn(model, names, {**dynamic, **dict(static)}, *arrays)
+
+    @functools.wraps(fn)
+    def call(model, names, model_kwargs, *arrays):
+        dynamic, static = split_model_kwargs(model_kwargs)
+        return compiled(model, tuple(names), static, dynamic, *arrays)
+
+    return call
 
 
 def _gaussian_parts(fn, value):

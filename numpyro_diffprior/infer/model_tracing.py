@@ -18,7 +18,6 @@ which cost seconds at each sampler's start. The pieces they evaluate are in
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -29,6 +28,7 @@ from numpyro_diffprior.infer.model_sites import (
     _gaussian_parts,
     _linear_gaussian_parts,
     _site_log_prob,
+    compiled_on_model,
     make_log_likelihood,
     make_site_values,
     probe_points,
@@ -123,9 +123,7 @@ def _validate(model, info, sites, model_kwargs):
                 f"distribution has shape {expected}"
             )
     x0, draws = probe_points(prior)
-    x1 = draws[0]
-    dynamic, static = split_model_kwargs(model_kwargs)
-    results = _site_checks(model, info.observed, static, dynamic, x0, x1)
+    results = _site_checks(model, info.observed, model_kwargs, x0, draws[0])
     for name, (bad, finite, depends) in zip(info.observed, results, strict=True):
         if bool(bad):
             raise ValueError(f"observed site {name!r} has NaN/inf values on observed pixels")
@@ -138,12 +136,10 @@ def _validate(model, info, sites, model_kwargs):
             )
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _site_checks(model, names, static, dynamic, x0, x1):
+@compiled_on_model
+def _site_checks(model, names, kwargs, x0, x1):
     """Per observed site: (a non-finite value on an observed pixel, a finite log-likelihood at
-    x0, a nonzero gradient at x0 or x1). One compiled program: run op by op, each operation
-    compiles on its own, which costs seconds at a sampler's start."""
-    kwargs = {**dynamic, **dict(static)}
+    x0, a nonzero gradient at x0 or x1)."""
     log_lik = lambda x, name: _site_log_prob(trace_model(model, lambda site: x, kwargs)[name])
     tr = trace_model(model, lambda site: x0, kwargs)
     out = []
@@ -172,10 +168,8 @@ def linear_gaussian(model, info: ModelInfo, model_kwargs, *, check=True) -> Line
         _, scale, observed, value = parts
         return LinearGaussian(loc_fn, *_data_and_precision(value, scale, observed))
     x0, draws = probe_points(prior)
-    xa, xb = draws[1], draws[2]
-    dynamic, static = split_model_kwargs(model_kwargs)
     y, precision, affine, same_scale = _linear_gaussian_checks(
-        model, names, static, dynamic, x0, xa, xb
+        model, names, model_kwargs, x0, draws[1], draws[2]
     )
     if not bool(affine) or not bool(same_scale):
         raise ValueError(
@@ -191,11 +185,10 @@ def _data_and_precision(value, scale, observed):
     return y, precision
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _linear_gaussian_checks(model, names, static, dynamic, x0, xa, xb):
+@compiled_on_model
+def _linear_gaussian_checks(model, names, kwargs, x0, xa, xb):
     """(y, precision, loc affine in x, scale independent of x) from the prior values x0, xa,
-    xb, as one compiled program (see `_site_checks`)."""
-    kwargs = {**dynamic, **dict(static)}
+    xb."""
     parts = lambda x: _linear_gaussian_parts(model, names, kwargs, x)
     l0, scale, observed, value = parts(x0)
     la, scale_a = parts(xa)[:2]
@@ -210,23 +203,20 @@ def _linear_gaussian_checks(model, names, static, dynamic, x0, xa, xb):
 def loc_values(model, info: ModelInfo, model_kwargs, xs):
     """(K, M) flat loc of the observed (Gaussian) sites at each of the K prior values xs, as one
     compiled program."""
-    dynamic, static = split_model_kwargs(model_kwargs)
-    return _locs(model, info.observed, static, dynamic, tuple(xs))
+    return _locs(model, info.observed, model_kwargs, tuple(xs))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _locs(model, names, static, dynamic, xs):
-    kwargs = {**dynamic, **dict(static)}
+@compiled_on_model
+def _locs(model, names, kwargs, xs):
     return jnp.stack([_linear_gaussian_parts(model, names, kwargs, x)[0] for x in xs])
 
 
 def observed_values(model, info: ModelInfo, model_kwargs) -> dict:
     """{observed site: its value}, read by one compiled program."""
-    dynamic, static = split_model_kwargs(model_kwargs)
-    return _observed(model, info.observed, static, dynamic, probe_points(info.prior)[0])
+    return _observed(model, info.observed, model_kwargs, probe_points(info.prior)[0])
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _observed(model, names, static, dynamic, x0):
-    tr = trace_model(model, lambda site: x0, {**dynamic, **dict(static)})
+@compiled_on_model
+def _observed(model, names, kwargs, x0):
+    tr = trace_model(model, lambda site: x0, kwargs)
     return {name: tr[name]["value"] for name in names}
