@@ -14,19 +14,20 @@ what TARP and MIRA, with reference points spread over all draws, barely see:
   variance of the truths);
 - per redshift bin, the median over observations of the draws' mean pixel variance over the
   truth's, and the median z of the truth's pixel variance among the draws'.
+The amplitude helpers are `posterior_amplitude.py`'s, whose calibration table gives the
+means of those z-scores; this report adds theta's own and the regression slopes.
 """
 
 from __future__ import annotations
 
 import argparse
 import pathlib
+import sys
 
 import numpy as np
 
-
-def s8(theta):
-    """S8 = sigma_8 (Omega_c / 0.3)^0.5 for theta (..., 2) = (Omega_c, sigma_8)."""
-    return theta[..., 1] * np.sqrt(theta[..., 0] / 0.3)
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from posterior_amplitude import _calibrated_spread, pixel_variance, s8  # noqa: E402
 
 
 def shrinkage_rows(samples, truths):
@@ -41,15 +42,11 @@ def shrinkage_rows(samples, truths):
 
 def power_rows(kappa_samples, kappa_true):
     """Per bin: (median draws' pixel variance / truth's, median z of the truth's variance)."""
-    var_draws = kappa_samples.var(axis=(-2, -1))  # (K, M, C)
-    var_true = kappa_true.var(axis=(-2, -1))  # (K, C)
+    var_draws = pixel_variance(kappa_samples)  # (K, M, C)
+    var_true = pixel_variance(kappa_true)  # (K, C)
     ratio = np.median(var_draws.mean(1) / var_true, axis=0)
     z = (var_true - var_draws.mean(1)) / var_draws.std(1, ddof=1)
     return ratio, np.median(z, axis=0)
-
-
-def _calibrated_z_spread(m):
-    return np.sqrt((m + 1) * (m - 1) / (m * (m - 3)))
 
 
 def report(progress) -> str:
@@ -66,7 +63,7 @@ def report(progress) -> str:
         f"`python benchmarks/calibration_shrinkage.py {pathlib.Path(progress).name}`: "
         f"{num_obs} observations x {num_draws} draws; sampler settings {label}.\n",
         f"A calibrated posterior gives z mean 0 and spread "
-        f"{_calibrated_z_spread(num_draws):.2f} for {num_draws} draws.\n",
+        f"{_calibrated_spread(num_draws):.2f} for {num_draws} draws.\n",
         "| quantity | z mean (± s.e.) | z spread | slope of (mean − truth) on truth "
         "| calibrated slope |",
         "|---|---|---|---|---|",
