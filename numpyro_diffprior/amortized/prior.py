@@ -16,10 +16,22 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
+from numpyro_diffprior.amortized.features import observed_pixels
 from numpyro_diffprior.amortized.simulate import ObservationRange
 from numpyro_diffprior.prior import DiffusionPrior, checkpoint_fields, load_prior
 
-__all__ = ["AmortizedPrior", "load_amortized_prior", "train_hint"]
+__all__ = [
+    "AmortizedPrior",
+    "load_amortized_prior",
+    "train_hint",
+    "check_observation_range",
+    "require_amortized",
+    "shear_shape",
+]
+
+_TOL = 1e-3  # relative slack of the noise-range check
 
 _AMORTIZED_SUFFIX = "-amortized"
 
@@ -116,3 +128,64 @@ class AmortizedPrior(DiffusionPrior):
 def load_amortized_prior(model) -> AmortizedPrior:
     """An AmortizedPrior from a conditional checkpoint directory or a preset name (shipped)."""
     return load_prior(model, prior_class=AmortizedPrior)
+
+
+def require_amortized(prior):
+    """ValueError unless `prior` is an AmortizedPrior (a conditional model)."""
+    if not isinstance(prior, AmortizedPrior):
+        preset = getattr(prior, "preset", None) or "PRESET"
+        raise ValueError(
+            f"the amortised sampler needs an AmortizedPrior (a conditional model) at the model's "
+            f"prior site, got a {type(prior).__name__}; {train_hint(preset)} "
+            "(amortized.AmortizedPrior.load(DIR/checkpoint))"
+        )
+
+
+def shear_shape(prior):
+    """The (C, 2, N, N) shape of one shear observation for `prior`."""
+    n_bins, ny, nx = prior.map_shape
+    return (n_bins, 2, ny, nx)
+
+
+def check_observation_range(prior, observations) -> None:
+    """ValueError if `observations` (a ShearObservation, (C, 2, N, N) or (K, C, 2, N, N)) lie
+    outside what `prior` was trained on (its `observation_range`; None: any)."""
+    require_amortized(prior)
+    shape = shear_shape(prior)
+    std = np.asarray(observations.noise_std)
+    if std.shape[-4:] != shape or np.shape(observations.shear) != std.shape:
+        raise ValueError(
+            f"the observation has shape {np.shape(observations.shear)}, but the amortised model "
+            f"was trained for preset {prior.preset!r}: shear maps (C, 2, N, N) = {shape}"
+        )
+    rng = prior.observation_range
+    std = std.reshape((-1,) + shape)
+    for k, s in enumerate(std):
+        where = f"observation {k}: " if std.shape[0] > 1 else ""
+        observed = np.asarray(observed_pixels(s))
+        if not observed.any():
+            raise ValueError(f"{where}no observed pixel (every pixel is masked)")
+        if rng is None:
+            continue
+        if not (observed == observed[:1, :1]).all():
+            raise ValueError(
+                f"{where}the mask differs between tomographic bins or shear components; the "
+                "amortised model was trained on masks shared by every bin and both components"
+            )
+        frac = 1.0 - float(observed[0, 0].mean())
+        if frac > rng.max_masked_fraction + 1e-6:
+            raise ValueError(
+                f"{where}the mask hides {frac:.1%} of the pixels, outside the training range: "
+                f"the amortised model was trained on masks ({', '.join(rng.mask_family)}) "
+                f"hiding at most {rng.max_masked_fraction:.0%}"
+            )
+        ref = np.broadcast_to(np.asarray(rng.reference_noise)[:, None, None, None], shape)
+        ratio = s[observed] / ref[observed]
+        lo, hi = rng.noise_factor
+        if ratio.min() < lo * (1 - _TOL) or ratio.max() > hi * (1 + _TOL):
+            raise ValueError(
+                f"{where}noise level outside the training range: noise_std is "
+                f"{ratio.min():.3g}-{ratio.max():.3g} x the pixel noise of preset "
+                f"{prior.preset!r} ({', '.join(f'{v:.4g}' for v in rng.reference_noise)} per "
+                f"bin); the amortised model was trained on {lo:g}-{hi:g} x"
+            )

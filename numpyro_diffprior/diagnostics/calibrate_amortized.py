@@ -11,8 +11,10 @@ sampled `obs_per_batch` observations per batched call.
   (`amortized.simulate.draw_observations`), without the no-data examples (`uncond_prob` set
   to 0: a calibration of the posterior, not of the prior). The calibration then covers what
   the model claims to serve, not one fixed mask and noise level;
-- sampling: `infer.amortized.sample_with_keys`, one vmapped, jitted call per batch of
-  `obs_per_batch` observations (the last batch padded, so the run compiles once).
+- sampling: `infer.amortized_chunks.sample_with_keys_chunked` per batch of `obs_per_batch`
+  observations (the last batch padded, so the run compiles once): on a CPU the batch's draws
+  run `chunk_size` at a time, side by side in threads (4x faster than one vmapped program of
+  800 maps); on an accelerator as one vmapped program (`infer.amortized.sample_with_keys`).
 
 Observation k uses the k-th split of `rng_key` for its truth, mask, noise and draws, so its
 result does not depend on `obs_per_batch` and a resumed run equals an uninterrupted one. The
@@ -45,6 +47,8 @@ def run_amortized_calibration(
     *,
     num_draws: int,
     obs_per_batch: int = 8,
+    chunk_size="auto",
+    num_threads="auto",
     observation_range=None,
     preset=None,
     emulator=None,
@@ -58,7 +62,10 @@ def run_amortized_calibration(
 ) -> dict:
     """Simulate `num_obs` observations from the training family of `prior` (an
     `AmortizedPrior`), draw `num_draws` posterior samples of each with `sample_with_keys` in
-    batches of `obs_per_batch`, and score TARP and MIRA (module docstring).
+    batches of `obs_per_batch`, and score TARP and MIRA (module docstring). chunk_size,
+    num_threads: as in `sample_with_keys_chunked` ("auto": 5 draws per program and one thread
+    per core on a CPU; each batch as one program on an accelerator); the draws do not depend
+    on them beyond float rounding.
 
     observation_range: the family of masks and noise levels (default `prior.observation_range`;
     one is needed). preset: the simulator's preset (default `prior.preset`). emulator, model:
@@ -80,8 +87,13 @@ def run_amortized_calibration(
     """
     from numpyro_diffprior.amortized.prior import AmortizedPrior
     from numpyro_diffprior.diagnostics.calibration import calibration_summary
-    from numpyro_diffprior.infer.amortized import AMORTIZED_DEFAULTS, sample_with_keys
+    from numpyro_diffprior.infer.amortized import AMORTIZED_DEFAULTS
+    from numpyro_diffprior.infer.amortized_chunks import (
+        resolve_chunk_size,
+        sample_with_keys_chunked,
+    )
     from numpyro_diffprior.presets import get_preset
+    from numpyro_diffprior.runtime.processes import resolve_num_workers
 
     if not isinstance(prior, AmortizedPrior):
         raise ValueError(
@@ -93,6 +105,8 @@ def run_amortized_calibration(
             f"need num_obs >= 2, obs_per_batch >= 1, num_draws >= 2; got {num_obs}, "
             f"{obs_per_batch}, {num_draws}"
         )
+    chunk = resolve_chunk_size(chunk_size)
+    resolve_num_workers(num_threads, 1)  # a bad value fails here, before any work
     unknown = sorted(set(settings) - set(AMORTIZED_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown sampler settings {unknown}; known: {list(AMORTIZED_DEFAULTS)}")
@@ -142,7 +156,9 @@ def run_amortized_calibration(
             idx = np.minimum(np.arange(first, first + batch), num_obs - 1)  # pad with the last
             pairs = _split2(keys[idx])
             theta_t, kappa_t, obs = simulate(pairs[:, 0], emulator)
-            draws = sample_with_keys(pairs[:, 1], prior, obs, num_draws, **settings)
+            draws = sample_with_keys_chunked(pairs[:, 1], prior, obs, num_draws,
+                                             chunk_size=chunk, num_threads=num_threads,
+                                             **settings)  # fmt: skip
             theta_s, kappa_s = prior.unpack(draws)
             std = np.asarray(obs.noise_std)
             new = (theta_s, kappa_s, theta_t, kappa_t, np.isfinite(std[:, :, 0]).all(1),

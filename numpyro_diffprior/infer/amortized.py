@@ -9,7 +9,8 @@
 - `sample_many(rng_key, prior, observations, num_draws)`: draws for K observations in one
   batched (vmapped, jitted) call, for calibration; `sample_with_keys` is the same with one key
   per observation (its draws then do not depend on the batch it is in); `sample_one` is the
-  one-observation case.
+  one-observation case; `infer.amortized_chunks.sample_with_keys_chunked` computes the same
+  draws a few at a time, side by side in threads (faster on a CPU).
 
 Inputs the model was not trained for are refused before sampling (`check_model_observation`,
 `check_observation_range`): a likelihood whose mean is not `kaiser_squires(kappa)` (checked on a
@@ -29,8 +30,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_diffprior.amortized.features import ShearObservation, observed_pixels
-from numpyro_diffprior.amortized.prior import AmortizedPrior, train_hint
+from numpyro_diffprior.amortized.features import ShearObservation
+from numpyro_diffprior.amortized.prior import (
+    check_observation_range,
+    require_amortized,
+    shear_shape,
+)
 from numpyro_diffprior.diffusion import samplers as _samplers
 from numpyro_diffprior.diffusion.samplers import denoiser_calls
 from numpyro_diffprior.infer.algorithms import AMORTIZED_DEFAULTS
@@ -61,7 +66,7 @@ _REVERSE = {
 SAMPLERS = tuple(_REVERSE)
 SOLVER_NAMES = {"ode": "Heun", "dpmpp-2m": "DPM-Solver++(2M)", "dpmpp-3m": "DPM-Solver++(3M)",
                 "sde": "Euler-Maruyama"}  # fmt: skip
-_TOL = 1e-3  # relative slack of the range and forward-model checks
+_TOL = 1e-3  # relative slack of the forward-model check
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,21 +74,6 @@ class NoGuidance:
     """The amortised sampler's guidance: none (the observation is an input of the denoiser)."""
 
     name: ClassVar[str] = "none"
-
-
-def _require_amortized(prior):
-    if not isinstance(prior, AmortizedPrior):
-        preset = getattr(prior, "preset", None) or "PRESET"
-        raise ValueError(
-            f"the amortised sampler needs an AmortizedPrior (a conditional model) at the model's "
-            f"prior site, got a {type(prior).__name__}; {train_hint(preset)} "
-            "(amortized.AmortizedPrior.load(DIR/checkpoint))"
-        )
-
-
-def _shear_shape(prior):
-    n_bins, ny, nx = prior.map_shape
-    return (n_bins, 2, ny, nx)
 
 
 def observation_from_model(model, info, model_kwargs, *, check=False) -> ShearObservation:
@@ -98,7 +88,7 @@ def observation_from_model(model, info, model_kwargs, *, check=False) -> ShearOb
             f"the amortised model was trained for Kaiser-Squires shear with Gaussian noise; the "
             f"model's likelihood is not of that form ({err})"
         ) from None
-    shape = _shear_shape(prior)
+    shape = shear_shape(prior)
     if lg.y.shape != (math.prod(shape),):
         raise ValueError(
             f"the model's observed sites hold {lg.y.shape[0]} values, but the amortised model "
@@ -130,61 +120,22 @@ def _check_kaiser_squires(model, info, model_kwargs):
         )
 
 
-def check_observation_range(prior, observations) -> None:
-    """ValueError if `observations` (a ShearObservation, (C, 2, N, N) or (K, C, 2, N, N)) lie
-    outside what `prior` was trained on (its `observation_range`; None: any)."""
-    _require_amortized(prior)
-    shape = _shear_shape(prior)
-    std = np.asarray(observations.noise_std)
-    if std.shape[-4:] != shape or np.shape(observations.shear) != std.shape:
-        raise ValueError(
-            f"the observation has shape {np.shape(observations.shear)}, but the amortised model "
-            f"was trained for preset {prior.preset!r}: shear maps (C, 2, N, N) = {shape}"
-        )
-    rng = prior.observation_range
-    std = std.reshape((-1,) + shape)
-    for k, s in enumerate(std):
-        where = f"observation {k}: " if std.shape[0] > 1 else ""
-        observed = np.asarray(observed_pixels(s))
-        if not observed.any():
-            raise ValueError(f"{where}no observed pixel (every pixel is masked)")
-        if rng is None:
-            continue
-        if not (observed == observed[:1, :1]).all():
-            raise ValueError(
-                f"{where}the mask differs between tomographic bins or shear components; the "
-                "amortised model was trained on masks shared by every bin and both components"
-            )
-        frac = 1.0 - float(observed[0, 0].mean())
-        if frac > rng.max_masked_fraction + 1e-6:
-            raise ValueError(
-                f"{where}the mask hides {frac:.1%} of the pixels, outside the training range: "
-                f"the amortised model was trained on masks ({', '.join(rng.mask_family)}) "
-                f"hiding at most {rng.max_masked_fraction:.0%}"
-            )
-        ref = np.broadcast_to(np.asarray(rng.reference_noise)[:, None, None, None], shape)
-        ratio = s[observed] / ref[observed]
-        lo, hi = rng.noise_factor
-        if ratio.min() < lo * (1 - _TOL) or ratio.max() > hi * (1 + _TOL):
-            raise ValueError(
-                f"{where}noise level outside the training range: noise_std is "
-                f"{ratio.min():.3g}-{ratio.max():.3g} x the pixel noise of preset "
-                f"{prior.preset!r} ({', '.join(f'{v:.4g}' for v in rng.reference_noise)} per "
-                f"bin); the amortised model was trained on {lo:g}-{hi:g} x"
-            )
-
-
 def _sample_normalized(rng_key, prior, context, num, *, place=None, sampler, num_steps,
                        sigma_min, sigma_max, rho):  # fmt: skip
     """num draws x_n (num, D) for one observation's (unbatched) context."""
-    key_init, key_run = jax.random.split(rng_key)
-    x_init = sigma_max * jax.random.normal(key_init, (num, prior.dim))
+    key_run = jax.random.split(rng_key)[1]
+    x_init = initial_draws(rng_key, num, prior.dim, sigma_max)
     x_init = x_init if place is None else place(x_init)
     ctx = jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (num,) + c.shape), context)
     denoise = lambda x, s: prior.conditional_denoise_normalized(x, s, ctx)
     return _REVERSE[sampler](key_run, denoise, num, prior.dim, num_steps=num_steps,
                              sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
                              x_init=x_init)  # fmt: skip
+
+
+def initial_draws(rng_key, num, dim, sigma_max):
+    """The reverse process's initial points sigma_max * N(0, I), (num, dim), of one key."""
+    return sigma_max * jax.random.normal(jax.random.split(rng_key)[0], (num, dim))
 
 
 def _settings(sampler, num_steps, sigma_min, sigma_max, rho):
@@ -213,7 +164,7 @@ def _prepare(prior, observations, check, settings):
     if check and not isinstance(observations.shear, jax.core.Tracer):
         check_observation_range(prior, observations)
     else:
-        _require_amortized(prior)
+        require_amortized(prior)
     settings = _settings(**{**AMORTIZED_DEFAULTS, **settings})
     return observations, tuple(sorted(settings.items()))
 
@@ -288,13 +239,13 @@ class AmortizedPosteriorSampler(_ModelKernel):
 
     def check_inputs(self, info, model_kwargs) -> None:
         """Eager checks of the model and its observation (called by `IIDSampler.run`)."""
-        _require_amortized(info.prior)
+        require_amortized(info.prior)
         obs = observation_from_model(self.model, info, model_kwargs, check=True)
         check_observation_range(info.prior, obs)
 
     def _draw(self, rng_key, model, info, model_kwargs, num, place):
         prior = info.prior
-        _require_amortized(prior)
+        require_amortized(prior)
         context = prior.encode(observation_from_model(model, info, model_kwargs))
         x_n = _sample_normalized(rng_key, prior, context, num, place=place, **self._sampling)
         return x_n, {}

@@ -66,11 +66,22 @@ def test_results_do_not_depend_on_the_batch_size(oracle):
     assert not np.allclose(three["theta_samples"][0], three["theta_samples"][1])
 
 
+def test_results_do_not_depend_on_the_chunks(oracle):
+    """Draws computed 3 at a time by 2 threads equal one vmapped program per batch."""
+    chunked = _run(oracle, 3, 5, obs_per_batch=2, chunk_size=3, num_threads=2)
+    whole = _run(oracle, 3, 5, obs_per_batch=2, chunk_size=None)
+    _assert_same(chunked, whole)
+    with pytest.raises(ValueError, match="chunk_size must be"):
+        _run(oracle, 3, 5, chunk_size=0)
+    with pytest.raises(ValueError, match="num_workers must be"):
+        _run(oracle, 3, 5, num_threads="many")
+
+
 def test_an_interrupted_run_resumes_to_the_same_result(oracle, tmp_path, monkeypatch):
-    from numpyro_diffprior.infer import amortized
+    from numpyro_diffprior.infer import amortized_chunks as amortized
 
     progress = tmp_path / "progress.npz"
-    calls, real = [], amortized.sample_with_keys
+    calls, real = [], amortized.sample_with_keys_chunked
 
     def crashing(*args, **kwargs):
         if len(calls) == 1:
@@ -78,12 +89,12 @@ def test_an_interrupted_run_resumes_to_the_same_result(oracle, tmp_path, monkeyp
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(amortized, "sample_with_keys", crashing)
+    monkeypatch.setattr(amortized, "sample_with_keys_chunked", crashing)
     with pytest.raises(KeyboardInterrupt):
         _run(oracle, 4, 7, obs_per_batch=3, progress_file=progress)
     with np.load(progress) as saved:  # one finished batch
         assert saved["theta_samples"].shape == (3, 16, 2) and saved["mask"].shape == (3, 8, 8)
-    monkeypatch.setattr(amortized, "sample_with_keys", real)
+    monkeypatch.setattr(amortized, "sample_with_keys_chunked", real)
     resumed = _run(oracle, 4, 7, obs_per_batch=2, progress_file=progress)  # another batch size
     whole = _run(oracle, 4, 7, obs_per_batch=3)
     _assert_same(resumed, whole)

@@ -78,6 +78,9 @@ def test_calibrate_amortized_without_a_model_says_how_to_train(tmp_path, capsys)
     guided = ["calibrate", "--method", "diffusion", "--sampler", "dpmpp-2m"] + argv[3:]
     assert cli.main(guided) == 2
     assert "--sampler applies to --method amortized only" in capsys.readouterr().err
+    for flag in ("--chunk-size", "--threads"):
+        assert cli.main(["calibrate", "--method", "diffusion", flag, "2"] + argv[3:]) == 2
+        assert f"{flag} applies to --method amortized only" in capsys.readouterr().err
 
 
 def test_train_conditional_flags_are_checked(tmp_path, capsys):
