@@ -228,14 +228,16 @@ class IIDSampler:
     def _chunks(self, keys, dynamic, static, size, executor, threads=1):
         """The outputs of each chunk key, in order, computed here (by `threads` threads side by
         side) or by `executor`'s workers (`runtime.executors`: the process pool or Dask)."""
+        key_data, typed = keys_to_numpy(keys)
         if executor.backend == "in-process":
+            # one key per chunk from numpy: iterating a key array compiles a program of its own
+            keys = [keys_from_numpy(k, typed) for k in key_data]
             fn = self.kernel._compiled(self._sharded)
             if threads > 1:
                 compiled = fn.lower(keys[0], dynamic, static, size).compile()
                 run = lambda key: jax.block_until_ready(compiled(key, dynamic))  # noqa: E731
                 return imap_in_threads(run, keys, threads)
             return (fn(key, dynamic, static, size) for key in keys)
-        key_data, typed = keys_to_numpy(keys)
         task = _ChunkTask(self.kernel, dynamic, static, size, typed)
         return executor.imap(task, [(k,) for k in key_data])
 
