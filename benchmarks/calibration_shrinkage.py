@@ -57,13 +57,15 @@ def report(progress) -> str:
     num_obs, num_draws = theta.shape[:2]
     names = ("Omega_c", "sigma_8")
     columns = [(n, theta[..., i], theta_true[:, i]) for i, n in enumerate(names)]
-    columns.append(("S8", s8(theta), s8(theta_true)))
+    unphysical = int(np.sum(theta[..., 0] <= 0))  # S8 is undefined there: taken as 0
+    columns.append(("S8", s8(np.maximum(theta, 0.0)), s8(theta_true)))
     text = [
         "# Calibration run: theta against the truths, and the maps' power\n",
         f"`python benchmarks/calibration_shrinkage.py {pathlib.Path(progress).name}`: "
         f"{num_obs} observations x {num_draws} draws; sampler settings {label}.\n",
         f"A calibrated posterior gives z mean 0 and spread "
-        f"{_calibrated_spread(num_draws):.2f} for {num_draws} draws.\n",
+        f"{_calibrated_spread(num_draws):.2f} for {num_draws} draws. Draws with Omega_c <= 0 "
+        f"(S8 undefined, taken as 0): {unphysical} of {theta[..., 0].size}.\n",
         "| quantity | z mean (± s.e.) | z spread | slope of (mean − truth) on truth "
         "| calibrated slope |",
         "|---|---|---|---|---|",

@@ -21,7 +21,9 @@ Defaults: `DIFFUSION_DEFAULTS` (the reverse process), `LANGEVIN_DEFAULTS`, `AMOR
 (`infer.amortized.AmortizedPosteriorSampler`), `RUN_DEFAULTS` (how a
 run is computed: `infer.runner.IIDSampler`) are the class signatures' defaults and the CLI's;
 `SHIPPED_NETWORK_SETTINGS` are the settings that compensate for the shipped network's errors
-(`DiffusionPosteriorSampler.for_shipped_network`).
+(`DiffusionPosteriorSampler.for_shipped_network`); `AMORTIZED_FAST_SETTINGS` trade the
+amortised sampler's accuracy for fewer network calls
+(`AmortizedPosteriorSampler(model, **AMORTIZED_FAST_SETTINGS)`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "LANGEVIN_DEFAULTS",
     "RUN_DEFAULTS",
     "SHIPPED_NETWORK_SETTINGS",
+    "AMORTIZED_FAST_SETTINGS",
     "SHIPPED_NETWORK_GUIDANCE",
 ]
 
@@ -195,6 +198,11 @@ LANGEVIN_DEFAULTS = dict(
 AMORTIZED_DEFAULTS = dict(
     sampler="dpmpp-2m", num_steps=20, sigma_min=0.002, sigma_max=80.0, rho=math.inf
 )
+# A named faster choice: DPM-Solver++(3M) on 12 steps equal in log sigma (12 denoiser calls per
+# draw, 0.6x the default's). Not exact: on the exact oracle the posterior spreads come out up
+# to 3 % wide (the default: 1.7 %); docs/sampling.md gives its error with the shipped model,
+# its calibration and its cost.
+AMORTIZED_FAST_SETTINGS = dict(sampler="dpmpp-3m", num_steps=12)
 # How a run is computed (`infer.runner.IIDSampler`); none of them changes the algorithm.
 RUN_DEFAULTS = dict(chunk_size=128, num_workers=1, progress_bar=True, shard=False)
 

@@ -219,6 +219,7 @@ class AmortizedPosteriorSampler(_ModelKernel):
     oracle), "dpmpp-3m" (third order, num_steps calls) or "sde" (Euler-Maruyama, num_steps
     calls), from sigma_max to sigma_min on the Karras rho ladder
     (`diffusion.samplers.edm_sigma_steps`; the default rho = inf: steps equal in log sigma).
+    `infer.algorithms.AMORTIZED_FAST_SETTINGS` (3M, 12 steps) is a named faster choice.
     Before sampling, `IIDSampler.run` calls `check_inputs`: a model or observation the
     conditional model was not trained for is a ValueError naming the problem (module docstring).
     """
