@@ -4,9 +4,8 @@ and the diffusion, Langevin, amortised and NUTS runs that `demo.run_demo` makes 
 
 from __future__ import annotations
 
-import jax
-
 from numpyro_diffprior.infer.algorithms import AMORTIZED_DEFAULTS, SHIPPED_NETWORK_SETTINGS
+from numpyro_diffprior.runtime.processes import CPU_CHUNK_SIZE, resolve_chunk_size
 
 __all__ = [
     "DemoSettings",
@@ -129,7 +128,7 @@ def diffusion_chunk_size(setting) -> int:
     """Draws per compiled MMPS batch. "auto": 5 on a CPU, where batches of 5 draws ran 13 %
     faster than batches of 20 (40 draws in 2 workers: 186 s against 213 s; the network's
     activations fit the caches), and 64 on an accelerator, where batches fill the device."""
-    return _chunk_size("diffusion_chunk_size", setting, cpu=5, accelerator=64)
+    return resolve_chunk_size("diffusion_chunk_size", setting, cpu=CPU_CHUNK_SIZE, accelerator=64)
 
 
 def amortized_chunk_size(setting, num_draws: int) -> int:
@@ -137,15 +136,9 @@ def amortized_chunk_size(setting, num_draws: int) -> int:
     4-10 computed by 2 threads cost 0.045-0.049 s each, compiled, against 0.077 s in two
     chunks of 100 (the network's activations fit the caches); on an accelerator all
     `num_draws` in one batch."""
-    return _chunk_size("amortized_chunk_size", setting, cpu=5, accelerator=num_draws)
-
-
-def _chunk_size(name, setting, *, cpu, accelerator) -> int:
-    if setting == "auto":
-        return cpu if jax.default_backend() == "cpu" else accelerator
-    if not isinstance(setting, int) or isinstance(setting, bool) or setting < 1:
-        raise ValueError(f"{name} must be a positive int or 'auto', got {setting!r}")
-    return setting
+    return resolve_chunk_size(
+        "amortized_chunk_size", setting, cpu=CPU_CHUNK_SIZE, accelerator=num_draws
+    )
 
 
 def langevin_sampler(settings: dict, *, progress_bar=True):

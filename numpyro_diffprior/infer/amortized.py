@@ -159,8 +159,12 @@ def _sample_keys(keys, prior, observations, num_draws, settings):
     return prior.from_normalized(jax.vmap(one)(keys, contexts))
 
 
-def _prepare(prior, observations, check, settings):
+def _prepare(prior, observations, check, settings, keys=None):
     observations = ShearObservation(*(jnp.asarray(a, jnp.float32) for a in observations))
+    if keys is not None and len(keys) != observations.shear.shape[0]:
+        raise ValueError(
+            f"got {len(keys)} keys for {observations.shear.shape[0]} observations; need one each"
+        )
     if check and not isinstance(observations.shear, jax.core.Tracer):
         check_observation_range(prior, observations)
     else:
@@ -188,11 +192,7 @@ def sample_with_keys(keys, prior, observations, num_draws: int, *, check=True,
     """`sample_many` with one key per observation: keys (K,) (or raw (K, 2)); observation k's
     draws are `sample_one(keys[k], prior, observation k, num_draws)`, whatever else is in the
     batch (`diagnostics.calibrate_amortized` relies on it)."""
-    observations, settings = _prepare(prior, observations, check, settings)
-    if len(keys) != observations.shear.shape[0]:
-        raise ValueError(
-            f"got {len(keys)} keys for {observations.shear.shape[0]} observations; need one each"
-        )
+    observations, settings = _prepare(prior, observations, check, settings, keys)
     return _sample_keys(keys, prior, observations, int(num_draws), settings)
 
 

@@ -26,27 +26,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_diffprior.infer import amortized as _amortized
-from numpyro_diffprior.runtime.processes import resolve_num_workers
+from numpyro_diffprior.runtime import processes as _runtime
+from numpyro_diffprior.runtime.processes import CPU_CHUNK_SIZE, resolve_num_workers
 from numpyro_diffprior.runtime.threads import imap_in_threads
 
 __all__ = ["sample_with_keys_chunked", "resolve_chunk_size", "CPU_CHUNK_SIZE"]
-
-# Draws per compiled program on a CPU: the network's activations of ~5 maps fit the caches.
-CPU_CHUNK_SIZE = 5
 
 
 def resolve_chunk_size(chunk_size) -> int | None:
     """Draws per compiled program: "auto" is CPU_CHUNK_SIZE on a CPU and None (each batch of
     observations as one vmapped program) on an accelerator; or a positive int."""
-    if chunk_size is None:
-        return None
-    if chunk_size == "auto":
-        return CPU_CHUNK_SIZE if jax.default_backend() == "cpu" else None
-    if isinstance(chunk_size, str) and chunk_size.isdigit():
-        chunk_size = int(chunk_size)
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, 'auto' or None, got {chunk_size!r}")
-    return chunk_size
+    return _runtime.resolve_chunk_size("chunk_size", chunk_size, cpu=CPU_CHUNK_SIZE,
+                                       accelerator=None, none_ok=True)  # fmt: skip
 
 
 def sample_with_keys_chunked(keys, prior, observations, num_draws: int, *, chunk_size,
@@ -55,11 +46,7 @@ def sample_with_keys_chunked(keys, prior, observations, num_draws: int, *, chunk
     ("auto": one per CPU core); physical draws (K, num_draws, D) as a numpy array. `chunk_size`
     as `resolve_chunk_size`; None (or "auto" on an accelerator) is `sample_with_keys` itself."""
     chunk = resolve_chunk_size(chunk_size)
-    observations, items = _amortized._prepare(prior, observations, check, settings)
-    if len(keys) != observations.shear.shape[0]:
-        raise ValueError(
-            f"got {len(keys)} keys for {observations.shear.shape[0]} observations; need one each"
-        )
+    observations, items = _amortized._prepare(prior, observations, check, settings, keys)
     if chunk is None or dict(items)["sampler"] == "sde":
         return np.asarray(_amortized._sample_keys(keys, prior, observations, num_draws, items))
     num_draws = int(num_draws)

@@ -30,6 +30,8 @@ __all__ = [
     "run_chains_in_processes",
     "imap_in_processes",
     "resolve_num_workers",
+    "resolve_chunk_size",
+    "CPU_CHUNK_SIZE",
     "keys_to_numpy",
     "keys_from_numpy",
     "SINGLE_THREAD_XLA_FLAGS",
@@ -203,3 +205,23 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
     for process in workers:
         if process.is_alive():
             process.terminate()
+
+
+# Maps per compiled program on a CPU: the network's activations of ~5 maps fit the caches.
+CPU_CHUNK_SIZE = 5
+
+
+def resolve_chunk_size(name, setting, *, cpu, accelerator, none_ok=False):
+    """Items per compiled program: "auto" is `cpu` on a CPU backend and `accelerator` on an
+    accelerator; otherwise a positive int (or a string of digits, as the CLI passes it); None
+    passes through where `none_ok`. A bad value is a ValueError naming `name`."""
+    if setting is None and none_ok:
+        return None
+    if setting == "auto":
+        return cpu if jax.default_backend() == "cpu" else accelerator
+    if isinstance(setting, str) and setting.isdigit():
+        setting = int(setting)
+    if not isinstance(setting, int) or isinstance(setting, bool) or setting < 1:
+        allowed = "a positive int, 'auto' or None" if none_ok else "a positive int or 'auto'"
+        raise ValueError(f"{name} must be {allowed}, got {setting!r}")
+    return setting
