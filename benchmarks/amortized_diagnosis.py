@@ -1,7 +1,8 @@
 """Where the amortised posterior's theta goes wrong: its maps, its theta, or its solver?
 
 Usage: python benchmarks/amortized_diagnosis.py [--cases fiducial far-high ...]
-       [--solver-cases fiducial far-high] [--skip-theta-given-kappa] [--skip-samplers]
+       [--solver-cases fiducial far-high] [--restart-cases fiducial far-high]
+       [--skip-theta-given-kappa] [--skip-samplers] [--skip-restarts] [--amortized-model DIR]
        [--out benchmarks/results/amortized_diagnosis.md]
 
 Reads the runs cached by `benchmarks/posterior_vs_nuts.py --methods amortized-default` (NUTS and
@@ -16,6 +17,17 @@ units of NUTS's posterior sd:
   (20 steps equal in log sigma), with Heun's stochastic sampler (Karras et al. 2022, Alg. 2,
   32 steps, S_churn 40) and with the reverse SDE (Euler-Maruyama, 256 steps): theta, the map
   spread and the maps' auto power against NUTS's.
+- restarts: where along the reverse diffusion the error arises. The default solver is started
+  at sigma_start from NUTS's posterior draws plus sigma_start noise (200 draws), which are
+  exact draws of p_sigma(x | y); an exact denoiser would bring them back to NUTS's posterior
+  from any sigma_start. The first sigma_start at which theta moves away locates the noise
+  levels where the conditional model is wrong.
+- guidance: classifier-free guidance (Ho & Salimans 2022), D_w = D_u + w (D_c - D_u) with D_u
+  the same model given no data, sharpens what the model takes from the observation by w > 1:
+  the default solver from sigma_max with w in GUIDANCE_SCALES (200 draws).
+
+--amortized-model DIR checks another conditional model (a checkpoint or an exported model)
+on the same cached NUTS runs (the theta | kappa section reads the cached shipped-model draws).
 """
 
 from __future__ import annotations
@@ -35,6 +47,8 @@ import posterior_vs_nuts as pvn  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "amortized_diagnosis.md"
 NUM_MAPS, DRAWS_PER_MAP, NUM_DRAWS = 32, 4, 128
+RESTART_SIGMAS, RESTART_DRAWS = (0.3, 1.0, 3.0, 10.0, 80.0), 200
+GUIDANCE_SCALES = (1.0, 1.5, 2.0)
 
 
 def _solvers():
@@ -118,14 +132,86 @@ def solver_rows(case, obs, nuts, prior, preset):
     return rows
 
 
+def restart_rows(case, obs, nuts, prior, preset):
+    from numpyro_diffprior.amortized import ShearObservation
+    from numpyro_diffprior.diffusion.samplers import dpmpp_2m_sampler
+    from numpyro_diffprior.simulator.shear import noise_std_map
+
+    noise = noise_std_map(preset, obs["mask"], obs["noise_std"])
+    context = prior.encode(ShearObservation(jnp.asarray(obs["shear"]), jnp.asarray(noise)))
+    n = RESTART_DRAWS
+    ctx = jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (n,) + c.shape), context)
+    nuts_theta, nuts_kappa = nuts
+    idx = np.random.default_rng(0).choice(len(nuts_theta), n, replace=False)
+    x_post = prior.to_normalized(prior.pack(jnp.asarray(nuts_theta[idx]),
+                                            jnp.asarray(nuts_kappa[idx])))  # fmt: skip
+    nuts_power = pvn.auto_power(nuts_kappa, preset).mean(0).sum(-1)
+    rows = []
+    for sigma_start in RESTART_SIGMAS:
+        # the default's steps per decade of sigma: 20 steps from 80 to 0.002
+        steps = max(4, round(20 * np.log(sigma_start / 0.002) / np.log(80 / 0.002)))
+        x_init = x_post + sigma_start * jax.random.normal(jax.random.key(1), x_post.shape)
+        x = dpmpp_2m_sampler(
+            jax.random.key(2), lambda x, s: prior.conditional_denoise_normalized(x, s, ctx), n,
+            prior.dim, num_steps=steps, sigma_max=sigma_start, rho=float("inf"), x_init=x_init,
+        )  # fmt: skip
+        theta, kappa = (np.asarray(a) for a in prior.unpack(prior.from_normalized(x)))
+        d, r = _theta_stats(theta, nuts_theta)
+        power = pvn.auto_power(kappa, preset).mean(0).sum(-1) / nuts_power
+        rows.append(f"| {case} | {sigma_start:g} | {steps} | {_fmt(d)} | {_fmt(r, '{:.2f}')} | "
+                    f"{_fmt(power, '{:.2f}')} |")  # fmt: skip
+        print(rows[-1], flush=True)
+    return rows
+
+
+def guidance_rows(case, obs, nuts, prior, preset):
+    from numpyro_diffprior.amortized import ShearObservation
+    from numpyro_diffprior.diffusion.samplers import dpmpp_2m_sampler
+    from numpyro_diffprior.simulator.shear import noise_std_map
+
+    noise = noise_std_map(preset, obs["mask"], obs["noise_std"])
+    context = prior.encode(ShearObservation(jnp.asarray(obs["shear"]), jnp.asarray(noise)))
+    n = RESTART_DRAWS
+    ctx = jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (n,) + c.shape), context)
+    nuts_theta, nuts_kappa = nuts
+    nuts_power = pvn.auto_power(nuts_kappa, preset).mean(0).sum(-1)
+
+    @jax.jit
+    def run(p, c, w):
+        def denoise(x, s):
+            d_u = p.conditional.denoise_prior(p.params, x, s)
+            return d_u + w * (p.conditional_denoise_normalized(x, s, c) - d_u)
+
+        return dpmpp_2m_sampler(
+            jax.random.key(5), denoise, n, p.dim, num_steps=20, rho=float("inf")
+        )
+
+    rows = []
+    for w in GUIDANCE_SCALES:
+        x = run(prior, ctx, w)
+        theta, kappa = (np.asarray(a) for a in prior.unpack(prior.from_normalized(x)))
+        d, r = _theta_stats(theta, nuts_theta)
+        pixel = np.median(kappa.std(0) / nuts_kappa.std(0))
+        power = pvn.auto_power(kappa, preset).mean(0).sum(-1) / nuts_power
+        rows.append(f"| {case} | {w:g} | {_fmt(d)} | {_fmt(r, '{:.2f}')} | {pixel:.2f} | "
+                    f"{_fmt(power, '{:.2f}')} |")  # fmt: skip
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(pvn.CASES), choices=list(pvn.CASES))
     parser.add_argument("--solver-cases", nargs="+", default=["fiducial", "far-high"])
+    parser.add_argument("--restart-cases", nargs="+", default=["fiducial", "far-high"])
+    parser.add_argument("--guidance-cases", nargs="+", default=["fiducial", "far-high"])
+    parser.add_argument("--amortized-model", default="lsst-y10-coarse")
     parser.add_argument("--cache", default=os.path.expanduser("~/runs/posterior_vs_nuts"))
     parser.add_argument("--seed", type=int, default=0, help="posterior_vs_nuts.py's --seed")
     parser.add_argument("--skip-theta-given-kappa", action="store_true")
     parser.add_argument("--skip-samplers", action="store_true")
+    parser.add_argument("--skip-restarts", action="store_true")
+    parser.add_argument("--skip-guidance", action="store_true")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
@@ -137,9 +223,9 @@ def main(argv=None):
     from numpyro_diffprior.prior import DiffusionPrior
 
     joint = DiffusionPrior.from_pretrained("lsst-y10-coarse")
-    amortized = load_amortized_prior("lsst-y10-coarse")
+    amortized = load_amortized_prior(args.amortized_model)
     preset = get_preset(amortized.preset)
-    tgk, solver = [], []
+    tgk, solver, restart, guidance = [], [], [], []
     for case in args.cases:
         posteriors = {}
         for method in ("nuts", "amortized-default"):
@@ -155,6 +241,12 @@ def main(argv=None):
         if not args.skip_samplers and case in args.solver_cases:
             obs = pvn.make_observation(case, preset, args.seed)
             solver += solver_rows(case, obs, posteriors["nuts"], amortized, preset)
+        if not args.skip_restarts and case in args.restart_cases:
+            obs = pvn.make_observation(case, preset, args.seed)
+            restart += restart_rows(case, obs, posteriors["nuts"], amortized, preset)
+        if not args.skip_guidance and case in args.guidance_cases:
+            obs = pvn.make_observation(case, preset, args.seed)
+            guidance += guidance_rows(case, obs, posteriors["nuts"], amortized, preset)
     text = (
         "# The amortised posterior's theta: maps, theta or solver? "
         "(benchmarks/amortized_diagnosis.py)\n\nAll numbers against NUTS on the observations "
@@ -173,6 +265,21 @@ def main(argv=None):
             "| observation | solver | Δmean | σ ratio | median pixel-σ ratio | auto power / NUTS, "
             "bins 1-5 | s incl. compilation |\n|---|---|---|---|---|---|---|\n"
             + "\n".join(solver)
+            + "\n"
+        )
+    if restart:
+        text += (
+            f"\n## Restarts: the default solver from NUTS's draws + sigma_start noise "
+            f"({RESTART_DRAWS} draws, model {args.amortized_model})\n\n"
+            "| observation | sigma_start | steps | Δmean | σ ratio | auto power / NUTS, bins 1-5 "
+            "|\n|---|---|---|---|---|---|\n" + "\n".join(restart) + "\n"
+        )
+    if guidance:
+        text += (
+            f"\n## Classifier-free guidance, D_u + w (D_c - D_u) ({RESTART_DRAWS} draws, default "
+            f"solver, seed 5, model {args.amortized_model})\n\n| observation | w | Δmean | σ ratio "
+            "| median pixel-σ ratio | auto power / NUTS, bins 1-5 |\n|---|---|---|---|---|---|\n"
+            + "\n".join(guidance)
             + "\n"
         )
     pathlib.Path(args.out).write_text(text)
