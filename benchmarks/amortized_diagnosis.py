@@ -74,6 +74,31 @@ def _fmt(values, fmt="{:+.2f}"):
     return ", ".join(fmt.format(v) for v in values)
 
 
+def _context(obs, prior, preset, num):
+    """The observation's encoding, repeated for `num` draws."""
+    from numpyro_diffprior.amortized import ShearObservation
+    from numpyro_diffprior.simulator.shear import noise_std_map
+
+    noise = noise_std_map(preset, obs["mask"], obs["noise_std"])
+    context = prior.encode(ShearObservation(jnp.asarray(obs["shear"]), jnp.asarray(noise)))
+    return jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (num,) + c.shape), context)
+
+
+def _row(lead, x, prior, nuts, preset, *, pixel=True, tail=()):
+    """A table row of normalised draws x against NUTS's: the `lead` cells, Δmean, σ ratio,
+    [median pixel-σ ratio,] auto power / NUTS's per bin, then the `tail` cells."""
+    theta, kappa = (np.asarray(a) for a in prior.unpack(prior.from_normalized(x)))
+    nuts_theta, nuts_kappa = nuts
+    d, r = _theta_stats(theta, nuts_theta)
+    power = pvn.auto_power(kappa, preset).mean(0).sum(-1)
+    power = power / pvn.auto_power(nuts_kappa, preset).mean(0).sum(-1)
+    pix = [f"{np.median(kappa.std(0) / nuts_kappa.std(0)):.2f}"] if pixel else []
+    cells = [*lead, _fmt(d), _fmt(r, "{:.2f}"), *pix, _fmt(power, "{:.2f}"), *tail]
+    row = "| " + " | ".join(cells) + " |"
+    print(row, flush=True)
+    return row
+
+
 def theta_given_kappa_rows(case, posteriors, joint):
     from numpyro_diffprior.diffusion.samplers import sample_theta_given_kappa
 
@@ -99,15 +124,7 @@ def theta_given_kappa_rows(case, posteriors, joint):
 
 
 def solver_rows(case, obs, nuts, prior, preset):
-    from numpyro_diffprior.amortized import ShearObservation
-    from numpyro_diffprior.simulator.shear import noise_std_map
-
-    noise = noise_std_map(preset, obs["mask"], obs["noise_std"])
-    observation = ShearObservation(jnp.asarray(obs["shear"]), jnp.asarray(noise))
-    context = prior.encode(observation)
-    ctx = jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (NUM_DRAWS,) + c.shape), context)
-    nuts_theta, nuts_kappa = nuts
-    nuts_power = pvn.auto_power(nuts_kappa, preset).mean(0).sum(-1)
+    ctx = _context(obs, prior, preset, NUM_DRAWS)
     rows = []
     for name, solver in _solvers().items():
         t0 = time.perf_counter()
@@ -117,35 +134,21 @@ def solver_rows(case, obs, nuts, prior, preset):
                 key, lambda x, s: p.conditional_denoise_normalized(x, s, c), NUM_DRAWS, p.dim
             )
         )
-        x = run(jax.random.key(7), prior, ctx)
-        theta, kappa = prior.unpack(prior.from_normalized(x))
-        theta, kappa = np.asarray(theta), np.asarray(kappa)
+        x = jax.block_until_ready(run(jax.random.key(7), prior, ctx))
         wall = time.perf_counter() - t0
-        d, r = _theta_stats(theta, nuts_theta)
-        pixel = np.median(kappa.std(0) / nuts_kappa.std(0))
-        power = pvn.auto_power(kappa, preset).mean(0).sum(-1) / nuts_power
-        rows.append(
-            f"| {case} | {name} | {_fmt(d)} | {_fmt(r, '{:.2f}')} | {pixel:.2f} | "
-            f"{_fmt(power, '{:.2f}')} | {wall:.0f} |"
-        )
-        print(rows[-1], flush=True)
+        rows.append(_row((case, name), x, prior, nuts, preset, tail=(f"{wall:.0f}",)))
     return rows
 
 
 def restart_rows(case, obs, nuts, prior, preset):
-    from numpyro_diffprior.amortized import ShearObservation
     from numpyro_diffprior.diffusion.samplers import dpmpp_2m_sampler
-    from numpyro_diffprior.simulator.shear import noise_std_map
 
-    noise = noise_std_map(preset, obs["mask"], obs["noise_std"])
-    context = prior.encode(ShearObservation(jnp.asarray(obs["shear"]), jnp.asarray(noise)))
     n = RESTART_DRAWS
-    ctx = jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (n,) + c.shape), context)
+    ctx = _context(obs, prior, preset, n)
     nuts_theta, nuts_kappa = nuts
     idx = np.random.default_rng(0).choice(len(nuts_theta), n, replace=False)
     x_post = prior.to_normalized(prior.pack(jnp.asarray(nuts_theta[idx]),
                                             jnp.asarray(nuts_kappa[idx])))  # fmt: skip
-    nuts_power = pvn.auto_power(nuts_kappa, preset).mean(0).sum(-1)
     rows = []
     for sigma_start in RESTART_SIGMAS:
         # the default's steps per decade of sigma: 20 steps from 80 to 0.002
@@ -155,26 +158,16 @@ def restart_rows(case, obs, nuts, prior, preset):
             jax.random.key(2), lambda x, s: prior.conditional_denoise_normalized(x, s, ctx), n,
             prior.dim, num_steps=steps, sigma_max=sigma_start, rho=float("inf"), x_init=x_init,
         )  # fmt: skip
-        theta, kappa = (np.asarray(a) for a in prior.unpack(prior.from_normalized(x)))
-        d, r = _theta_stats(theta, nuts_theta)
-        power = pvn.auto_power(kappa, preset).mean(0).sum(-1) / nuts_power
-        rows.append(f"| {case} | {sigma_start:g} | {steps} | {_fmt(d)} | {_fmt(r, '{:.2f}')} | "
-                    f"{_fmt(power, '{:.2f}')} |")  # fmt: skip
-        print(rows[-1], flush=True)
+        lead = (case, f"{sigma_start:g}", str(steps))
+        rows.append(_row(lead, x, prior, nuts, preset, pixel=False))
     return rows
 
 
 def guidance_rows(case, obs, nuts, prior, preset):
-    from numpyro_diffprior.amortized import ShearObservation
     from numpyro_diffprior.diffusion.samplers import dpmpp_2m_sampler
-    from numpyro_diffprior.simulator.shear import noise_std_map
 
-    noise = noise_std_map(preset, obs["mask"], obs["noise_std"])
-    context = prior.encode(ShearObservation(jnp.asarray(obs["shear"]), jnp.asarray(noise)))
     n = RESTART_DRAWS
-    ctx = jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (n,) + c.shape), context)
-    nuts_theta, nuts_kappa = nuts
-    nuts_power = pvn.auto_power(nuts_kappa, preset).mean(0).sum(-1)
+    ctx = _context(obs, prior, preset, n)
 
     @jax.jit
     def run(p, c, w):
@@ -188,14 +181,7 @@ def guidance_rows(case, obs, nuts, prior, preset):
 
     rows = []
     for w in GUIDANCE_SCALES:
-        x = run(prior, ctx, w)
-        theta, kappa = (np.asarray(a) for a in prior.unpack(prior.from_normalized(x)))
-        d, r = _theta_stats(theta, nuts_theta)
-        pixel = np.median(kappa.std(0) / nuts_kappa.std(0))
-        power = pvn.auto_power(kappa, preset).mean(0).sum(-1) / nuts_power
-        rows.append(f"| {case} | {w:g} | {_fmt(d)} | {_fmt(r, '{:.2f}')} | {pixel:.2f} | "
-                    f"{_fmt(power, '{:.2f}')} |")  # fmt: skip
-        print(rows[-1], flush=True)
+        rows.append(_row((case, f"{w:g}"), run(prior, ctx, w), prior, nuts, preset))
     return rows
 
 
