@@ -37,6 +37,7 @@ import os
 import pathlib
 import sys
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +48,7 @@ import posterior_vs_nuts as pvn  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "amortized_diagnosis.md"
 NUM_MAPS, DRAWS_PER_MAP, NUM_DRAWS = 32, 4, 128
-RESTART_SIGMAS, RESTART_DRAWS = (0.3, 1.0, 3.0, 10.0, 80.0), 200
+RESTART_SIGMAS, RESTART_DRAWS = (0.3, 1.0, 3.0, 10.0, 80.0), 200  # the last: the sampler's start
 GUIDANCE_SCALES = (1.0, 1.5, 2.0)
 
 
@@ -84,15 +85,25 @@ def _context(obs, prior, preset, num):
     return jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (num,) + c.shape), context)
 
 
+class Reference(NamedTuple):
+    """NUTS's posterior on one observation: draws and the mean auto power per bin (C,)."""
+
+    theta: np.ndarray
+    kappa: np.ndarray
+    power: np.ndarray
+
+
+def _power(kappa, preset):
+    return pvn.auto_power(kappa, preset).mean(0).sum(-1)
+
+
 def _row(lead, x, prior, nuts, preset, *, pixel=True, tail=()):
-    """A table row of normalised draws x against NUTS's: the `lead` cells, Δmean, σ ratio,
-    [median pixel-σ ratio,] auto power / NUTS's per bin, then the `tail` cells."""
+    """A table row of normalised draws x against NUTS's (a `Reference`): the `lead` cells,
+    Δmean, σ ratio, [median pixel-σ ratio,] auto power / NUTS's per bin, the `tail` cells."""
     theta, kappa = (np.asarray(a) for a in prior.unpack(prior.from_normalized(x)))
-    nuts_theta, nuts_kappa = nuts
-    d, r = _theta_stats(theta, nuts_theta)
-    power = pvn.auto_power(kappa, preset).mean(0).sum(-1)
-    power = power / pvn.auto_power(nuts_kappa, preset).mean(0).sum(-1)
-    pix = [f"{np.median(kappa.std(0) / nuts_kappa.std(0)):.2f}"] if pixel else []
+    d, r = _theta_stats(theta, nuts.theta)
+    power = _power(kappa, preset) / nuts.power
+    pix = [f"{np.median(kappa.std(0) / nuts.kappa.std(0)):.2f}"] if pixel else []
     cells = [*lead, _fmt(d), _fmt(r, "{:.2f}"), *pix, _fmt(power, "{:.2f}"), *tail]
     row = "| " + " | ".join(cells) + " |"
     print(row, flush=True)
@@ -142,21 +153,24 @@ def solver_rows(case, obs, nuts, prior, preset):
 
 def restart_rows(case, obs, nuts, prior, preset):
     from numpyro_diffprior.diffusion.samplers import dpmpp_2m_sampler
+    from numpyro_diffprior.infer.algorithms import AMORTIZED_DEFAULTS as default
 
     n = RESTART_DRAWS
     ctx = _context(obs, prior, preset, n)
-    nuts_theta, nuts_kappa = nuts
-    idx = np.random.default_rng(0).choice(len(nuts_theta), n, replace=False)
-    x_post = prior.to_normalized(prior.pack(jnp.asarray(nuts_theta[idx]),
-                                            jnp.asarray(nuts_kappa[idx])))  # fmt: skip
+    idx = np.random.default_rng(0).choice(len(nuts.theta), n, replace=False)
+    x_post = prior.to_normalized(prior.pack(jnp.asarray(nuts.theta[idx]),
+                                            jnp.asarray(nuts.kappa[idx])))  # fmt: skip
+    sigma_min, sigma_max = default["sigma_min"], default["sigma_max"]
     rows = []
     for sigma_start in RESTART_SIGMAS:
-        # the default's steps per decade of sigma: 20 steps from 80 to 0.002
-        steps = max(4, round(20 * np.log(sigma_start / 0.002) / np.log(80 / 0.002)))
+        # the default's steps per decade of sigma (its steps are equal in log sigma)
+        decades = np.log(sigma_start / sigma_min) / np.log(sigma_max / sigma_min)
+        steps = max(4, round(default["num_steps"] * decades))
         x_init = x_post + sigma_start * jax.random.normal(jax.random.key(1), x_post.shape)
         x = dpmpp_2m_sampler(
             jax.random.key(2), lambda x, s: prior.conditional_denoise_normalized(x, s, ctx), n,
-            prior.dim, num_steps=steps, sigma_max=sigma_start, rho=float("inf"), x_init=x_init,
+            prior.dim, num_steps=steps, sigma_min=sigma_min, sigma_max=sigma_start,
+            rho=default["rho"], x_init=x_init,
         )  # fmt: skip
         lead = (case, f"{sigma_start:g}", str(steps))
         rows.append(_row(lead, x, prior, nuts, preset, pixel=False))
@@ -165,6 +179,7 @@ def restart_rows(case, obs, nuts, prior, preset):
 
 def guidance_rows(case, obs, nuts, prior, preset):
     from numpyro_diffprior.diffusion.samplers import dpmpp_2m_sampler
+    from numpyro_diffprior.infer.algorithms import AMORTIZED_DEFAULTS as default
 
     n = RESTART_DRAWS
     ctx = _context(obs, prior, preset, n)
@@ -175,9 +190,8 @@ def guidance_rows(case, obs, nuts, prior, preset):
             d_u = p.conditional.denoise_prior(p.params, x, s)
             return d_u + w * (p.conditional_denoise_normalized(x, s, c) - d_u)
 
-        return dpmpp_2m_sampler(
-            jax.random.key(5), denoise, n, p.dim, num_steps=20, rho=float("inf")
-        )
+        settings = {k: default[k] for k in ("num_steps", "sigma_min", "sigma_max", "rho")}
+        return dpmpp_2m_sampler(jax.random.key(5), denoise, n, p.dim, **settings)
 
     rows = []
     for w in GUIDANCE_SCALES:
@@ -222,17 +236,16 @@ def main(argv=None):
                     f"{case} --methods amortized-default` first"
                 )
             posteriors[method] = tuple(np.asarray(a) for a in posterior_draws(az.from_netcdf(path)))
+        nuts = Reference(*posteriors["nuts"], _power(posteriors["nuts"][1], preset))
         if not args.skip_theta_given_kappa:
             tgk += theta_given_kappa_rows(case, posteriors, joint)
+        obs = pvn.make_observation(case, preset, args.seed)  # one simulation: cheap
         if not args.skip_samplers and case in args.solver_cases:
-            obs = pvn.make_observation(case, preset, args.seed)
-            solver += solver_rows(case, obs, posteriors["nuts"], amortized, preset)
+            solver += solver_rows(case, obs, nuts, amortized, preset)
         if not args.skip_restarts and case in args.restart_cases:
-            obs = pvn.make_observation(case, preset, args.seed)
-            restart += restart_rows(case, obs, posteriors["nuts"], amortized, preset)
+            restart += restart_rows(case, obs, nuts, amortized, preset)
         if not args.skip_guidance and case in args.guidance_cases:
-            obs = pvn.make_observation(case, preset, args.seed)
-            guidance += guidance_rows(case, obs, posteriors["nuts"], amortized, preset)
+            guidance += guidance_rows(case, obs, nuts, amortized, preset)
     text = (
         "# The amortised posterior's theta: maps, theta or solver? "
         "(benchmarks/amortized_diagnosis.py)\n\nAll numbers against NUTS on the observations "
