@@ -204,6 +204,12 @@ def _read_times(path):
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _seconds(times, key, unit=""):
+    """The cached run's wall time, or a note where the cache holds no time for it (runs copied
+    from another cache without their times.json)."""
+    return f"{times[key]:.0f}{unit}" if key in times else "time not recorded"
+
+
 def _f(values, fmt="{:+.2f}"):
     return ", ".join(fmt.format(v) for v in values)
 
@@ -228,14 +234,14 @@ def write_report(out, rows, times, preset):
         head = (f"{case}" + (f" ({r['masked']:.0%} masked)" if r["masked"] else ""),
                 _f(r["truth"], "{:.3f}"),
                 f"{nuts} ({r['nuts_rhat']:.3f}, {r['nuts_ess']:.0f}); "
-                f"{times.get(case + '/nuts', float('nan')):.0f} s")  # fmt: skip
+                + _seconds(times, case + "/nuts", " s"))  # fmt: skip
         for method, m in r["methods"].items():
             lines.append(
                 f"| {' | '.join(head)} | {method} | {_f(m['delta_mean'])} | "
                 f"{_f(m['sd_ratio'], '{:.2f}')} | {m['kappa_corr']:.3f} | "
                 f"{m['pixel_sd_ratio']:.2f} | {_f(m['power_ratio'], '{:.2f}')} | "
                 f"{max(m['power_worst_l']):.2f} | "
-                f"{times.get(case + '/' + method, float('nan')):.0f} |"
+                f"{_seconds(times, case + '/' + method)} |"
             )
             head = ("", "", "")
     pathlib.Path(out).write_text("\n".join(lines) + "\n")
