@@ -133,19 +133,15 @@ def main(argv=None):
     if args.num < BATCH or args.num % BATCH:
         raise SystemExit(f"--num must be a positive multiple of {BATCH}")
 
-    from numpyro_diffprior.amortized.prior import load_amortized_prior
-    from numpyro_diffprior.checkpoints import load_checkpoint
-    from numpyro_diffprior.presets import get_preset
+    from numpyro_diffprior.amortized.prior import _AMORTIZED_SUFFIX, AmortizedPrior
+    from numpyro_diffprior.checkpoints import _PRETRAINED, load_checkpoint
 
-    prior = load_amortized_prior(args.amortized_model)
-    preset = get_preset(prior.preset)
-    path = args.amortized_model
-    if not pathlib.Path(path).is_dir():
-        from numpyro_diffprior.amortized.prior import _AMORTIZED_SUFFIX
-        from numpyro_diffprior.checkpoints import _PRETRAINED
-
-        path = _PRETRAINED / f"{preset.name}{_AMORTIZED_SUFFIX}"
-    training = load_checkpoint(path).training_config
+    path = pathlib.Path(args.amortized_model)
+    if not path.is_dir():  # a preset name: its shipped model
+        path = _PRETRAINED / f"{args.amortized_model}{_AMORTIZED_SUFFIX}"
+    checkpoint = load_checkpoint(path)
+    prior, preset = AmortizedPrior.from_checkpoint(checkpoint), checkpoint.preset
+    training = checkpoint.training_config
     start = time.perf_counter()
     theta, x0, features = simulate(prior, preset, args.num, args.seed, **family)
     names = preset.param_names
