@@ -1,6 +1,6 @@
 """Is the amortised posterior calibrated but less informative than NUTS's? Random observations.
 
-Usage: python benchmarks/amortized_information.py [--num 12] [--seed 0] [--noise 1.0]
+Usage: python benchmarks/amortized_information.py [--num 24] [--seed 0] [--noise 1.0]
        [--amortized-model DIR] [--cache ~/runs/amortized_information]
        [--out benchmarks/results/amortized_information.md]
 
@@ -110,7 +110,7 @@ def summary(rows, names, prior_var, num_boot=5000):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num", type=int, default=12)
+    parser.add_argument("--num", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", type=float, default=1.0)
     parser.add_argument("--amortized-model", default="lsst-y10-coarse")
