@@ -6,7 +6,8 @@ Usage: python benchmarks/amortized_information.py [--num 24] [--seed 0] [--noise
 
 `--num` observations with theta drawn from the prior (noise `--noise` x the preset's pixel
 noise, no mask), each sampled by NUTS (posterior_vs_nuts.py's settings) and by the amortised
-sampler (library defaults, 200 draws); runs are cached under --cache.
+sampler (library defaults, 200 draws); runs are cached under --cache (NUTS's shared, the
+amortised ones per `--amortized-model`).
 
 Why: theta - E_p[theta | y] is uncorrelated with every function of y, so for any posterior q,
 averaging over observations from the prior,
@@ -52,8 +53,9 @@ def observation(index, preset, seed, noise):
     return simulate_observation(key, preset, noise_std=np.asarray(preset.noise_std()) * noise)
 
 
-def posteriors(index, obs, preset, amortized, cache, seed):
-    """{method: (theta draws (S, P))} for NUTS and the amortised sampler, cached."""
+def posteriors(index, obs, preset, amortized, cache, seed, tag):
+    """{method: (theta draws (S, P))} for NUTS and the amortised sampler, cached (the
+    amortised runs under a name of their own per model, `tag`)."""
     import arviz as az
 
     from numpyro_diffprior.diagnostics.compare import posterior_draws
@@ -61,7 +63,7 @@ def posteriors(index, obs, preset, amortized, cache, seed):
 
     out = {}
     for i, method in enumerate(("nuts", METHOD)):
-        path = cache / f"obs{index}_{method}.nc"
+        path = cache / f"obs{index}_{pvn.cache_name(method, tag)}.nc"
         if not path.exists():
             start = time.perf_counter()
             key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed + 1), index), i)
@@ -124,16 +126,16 @@ def main(argv=None):
 
     amortized = load_amortized_prior(args.amortized_model)
     preset = get_preset(amortized.preset)
-    cache = pathlib.Path(args.cache) / f"seed{args.seed}_noise{args.noise:g}"
+    cache = pathlib.Path(args.cache) / f"{preset.name}_seed{args.seed}_noise{args.noise:g}"
     cache.mkdir(parents=True, exist_ok=True)
     prior_var = np.array([
         np.asarray(prior_distribution(name).sample(jax.random.key(3), (200_000,))).var()
         for name in preset.param_names
     ])  # fmt: skip
-    table, rows = [], []
+    table, rows, tag = [], [], args.amortized_model
     for index in range(args.num):
         obs = observation(index, preset, args.seed, args.noise)
-        post = posteriors(index, obs, preset, amortized, cache, args.seed)
+        post = posteriors(index, obs, preset, amortized, cache, args.seed, tag)
         p, q = post["nuts"], post[METHOD]
         rows.append((p.mean(0), p.var(0), q.mean(0), q.var(0)))
         d = (q.mean(0) - p.mean(0)) / p.std(0)

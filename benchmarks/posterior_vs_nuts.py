@@ -21,12 +21,14 @@ parameter: Delta mean / sd_NUTS and the sd ratio; per map: correlation of the ka
 means, median pixel-sd ratio, and the ratio of the draws' mean auto power to NUTS's per
 tomographic bin (all resolved l bins together, and the worst single l bin). Each run's
 InferenceData is cached under --cache, so a rerun only computes what is missing; the wall time
-of each run is recorded.
+of each run is recorded. An amortised method's runs with `--amortized-model DIR` are cached
+under a name of their own per model, beside the same NUTS runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import pathlib
@@ -173,7 +175,8 @@ def main(argv=None):
         obs = make_observation(case, preset, args.seed)
         idatas = {}
         for i, method in enumerate(["nuts", *args.methods]):
-            path = cache / f"{case}_{method}.nc"
+            name = cache_name(method, args.amortized_model)
+            path = cache / f"{case}_{name}.nc"
             if not path.exists():
                 t0 = time.perf_counter()
                 key = jax.random.fold_in(jax.random.key(args.seed + 1), i)
@@ -182,9 +185,9 @@ def main(argv=None):
                 save_inference_data(idata, str(path))
                 # merge with the file: another run may share the cache
                 times = _read_times(times_path)
-                times[f"{case}/{method}"] = elapsed
+                times[f"{case}/{name}"] = elapsed
                 times_path.write_text(json.dumps(times, indent=1))
-                print(f"{case} {method}: {times[f'{case}/{method}']:.0f} s", flush=True)
+                print(f"{case} {method}: {elapsed:.0f} s", flush=True)
             idatas[method] = az.from_netcdf(path)
         nuts = idatas["nuts"]
         rows[case] = {
@@ -196,7 +199,23 @@ def main(argv=None):
             "nuts_ess": float(az.ess(nuts, var_names=["theta"])["theta"].min()),
             "methods": {m: compare(idatas[m], nuts, preset) for m in args.methods},
         }
-    write_report(args.out, rows, _read_times(times_path), preset)
+    times = _read_times(times_path)  # keyed by each run's cache name, reported by method
+    times = {f"{case}/{method}": times[f"{case}/{cache_name(method, args.amortized_model)}"]
+             for case in rows for method in ["nuts", *args.methods]
+             if f"{case}/{cache_name(method, args.amortized_model)}" in times}  # fmt: skip
+    write_report(args.out, rows, times, preset)
+
+
+def cache_name(method, amortized_model=None):
+    """The cache name of a method's runs: an amortised method with a model directory gets one
+    of its own, so that runs of different models never mix (NUTS's and the shipped model's
+    runs keep the method's name)."""
+    if method not in AMORTIZED_METHODS or not amortized_model:
+        return method
+    if not pathlib.Path(amortized_model).is_dir():
+        return method if amortized_model == "lsst-y10-coarse" else f"{method}-{amortized_model}"
+    digest = hashlib.sha256(str(pathlib.Path(amortized_model).resolve()).encode()).hexdigest()
+    return f"{method}-{digest[:10]}"
 
 
 def _read_times(path):
