@@ -68,18 +68,22 @@ def simulate(prior, preset, num, seed, **family):
     return [np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(3)]
 
 
+@jax.jit
+def _theta_hat(prior, x, ctx, key, sigma):
+    """The denoiser's theta (physical units) for x (B, D) noised at sigma (one program for
+    every sigma)."""
+    x_sigma = x + sigma * jax.random.normal(key, x.shape)
+    x_hat = prior.conditional_denoise_normalized(x_sigma, jnp.full(x.shape[:1], sigma), ctx)
+    return prior.unpack(prior.from_normalized(x_hat))[0]
+
+
 def predict(prior, x0, features, sigma, seed):
     """theta_hat (M, P) of the denoiser at noise level sigma, batch by batch."""
-
-    @jax.jit
-    def one(x, ctx, key):
-        x_sigma = x + sigma * jax.random.normal(key, x.shape)
-        x_hat = prior.conditional_denoise_normalized(x_sigma, jnp.full(x.shape[:1], sigma), ctx)
-        return prior.unpack(prior.from_normalized(x_hat))[0]
-
-    key = jax.random.key(seed)
+    key, sigma = jax.random.key(seed), jnp.float32(sigma)
     out = [
-        one(x0[i : i + BATCH], features[i : i + BATCH], jax.random.fold_in(key, i))
+        _theta_hat(
+            prior, x0[i : i + BATCH], features[i : i + BATCH], jax.random.fold_in(key, i), sigma
+        )  # fmt: skip
         for i in range(0, x0.shape[0], BATCH)
     ]
     return np.concatenate([np.asarray(o) for o in out])

@@ -34,7 +34,6 @@ import argparse
 import os
 import pathlib
 import sys
-import time
 
 import jax
 import numpy as np
@@ -53,24 +52,19 @@ def observation(index, preset, seed, noise):
     return simulate_observation(key, preset, noise_std=np.asarray(preset.noise_std()) * noise)
 
 
-def posteriors(index, obs, preset, amortized, cache, seed, tag):
-    """{method: (theta draws (S, P))} for NUTS and the amortised sampler, cached (the
-    amortised runs under a name of their own per model, `tag`)."""
-    import arviz as az
-
+def posteriors(index, obs, preset, amortized, cache, seed, amortized_model):
+    """{method: theta draws (S, P)} of NUTS and the amortised sampler, cached
+    (`posterior_vs_nuts.cached_run`; the amortised runs under a name per model)."""
     from numpyro_diffprior.diagnostics.compare import posterior_draws
-    from numpyro_diffprior.infer.inference_data import save_inference_data
 
     out = {}
     for i, method in enumerate(("nuts", METHOD)):
-        path = cache / f"obs{index}_{pvn.cache_name(method, tag)}.nc"
-        if not path.exists():
-            start = time.perf_counter()
-            key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed + 1), index), i)
-            idata = pvn.run_method(method, obs, preset, None, amortized, key)
-            save_inference_data(idata, str(path))
-            print(f"obs {index} {method}: {time.perf_counter() - start:.0f} s", flush=True)
-        out[method] = np.asarray(posterior_draws(az.from_netcdf(path))[0])
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed + 1), index), i)
+        idata = pvn.cached_run(
+            cache, f"obs{index}", pvn.cache_name(method, amortized_model),
+            lambda: pvn.run_method(method, obs, preset, None, amortized, key),
+        )  # fmt: skip
+        out[method] = np.asarray(posterior_draws(idata)[0])
     return out
 
 
@@ -132,10 +126,10 @@ def main(argv=None):
         np.asarray(prior_distribution(name).sample(jax.random.key(3), (200_000,))).var()
         for name in preset.param_names
     ])  # fmt: skip
-    table, rows, tag = [], [], args.amortized_model
+    table, rows = [], []
     for index in range(args.num):
         obs = observation(index, preset, args.seed, args.noise)
-        post = posteriors(index, obs, preset, amortized, cache, args.seed, tag)
+        post = posteriors(index, obs, preset, amortized, cache, args.seed, args.amortized_model)
         p, q = post["nuts"], post[METHOD]
         rows.append((p.mean(0), p.var(0), q.mean(0), q.var(0)))
         d = (q.mean(0) - p.mean(0)) / p.std(0)

@@ -157,7 +157,6 @@ def main(argv=None):
     import arviz as az
 
     from numpyro_diffprior.checkpoints import load_pretrained
-    from numpyro_diffprior.infer.inference_data import save_inference_data
     from numpyro_diffprior.prior import DiffusionPrior
 
     ckpt = load_pretrained("lsst-y10-coarse")
@@ -169,26 +168,17 @@ def main(argv=None):
         amortized_prior = load_amortized_prior(args.amortized_model or "lsst-y10-coarse")
     cache = pathlib.Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    times_path = cache / "times.json"
+    cache_names = {m: cache_name(m, args.amortized_model) for m in ["nuts", *args.methods]}
     rows = {}
     for case in args.cases:
         obs = make_observation(case, preset, args.seed)
         idatas = {}
         for i, method in enumerate(["nuts", *args.methods]):
-            name = cache_name(method, args.amortized_model)
-            path = cache / f"{case}_{name}.nc"
-            if not path.exists():
-                t0 = time.perf_counter()
-                key = jax.random.fold_in(jax.random.key(args.seed + 1), i)
-                idata = run_method(method, obs, preset, prior, amortized_prior, key)
-                elapsed = time.perf_counter() - t0
-                save_inference_data(idata, str(path))
-                # merge with the file: another run may share the cache
-                times = _read_times(times_path)
-                times[f"{case}/{name}"] = elapsed
-                times_path.write_text(json.dumps(times, indent=1))
-                print(f"{case} {method}: {elapsed:.0f} s", flush=True)
-            idatas[method] = az.from_netcdf(path)
+            key = jax.random.fold_in(jax.random.key(args.seed + 1), i)
+            idatas[method] = cached_run(
+                cache, case, cache_names[method],
+                lambda: run_method(method, obs, preset, prior, amortized_prior, key),
+            )  # fmt: skip
         nuts = idatas["nuts"]
         rows[case] = {
             "truth": np.asarray(obs["theta_true"]).tolist(),
@@ -199,11 +189,31 @@ def main(argv=None):
             "nuts_ess": float(az.ess(nuts, var_names=["theta"])["theta"].min()),
             "methods": {m: compare(idatas[m], nuts, preset) for m in args.methods},
         }
-    times = _read_times(times_path)  # keyed by each run's cache name, reported by method
-    times = {f"{case}/{method}": times[f"{case}/{cache_name(method, args.amortized_model)}"]
-             for case in rows for method in ["nuts", *args.methods]
-             if f"{case}/{cache_name(method, args.amortized_model)}" in times}  # fmt: skip
+    times = _read_times(cache / "times.json")  # keyed by each run's cache name
+    times = {f"{case}/{method}": times[f"{case}/{name}"] for case in rows
+             for method, name in cache_names.items() if f"{case}/{name}" in times}  # fmt: skip
     write_report(args.out, rows, times, preset)
+
+
+def cached_run(cache, label, name, run):
+    """The InferenceData of run `label`_`name` from `cache`; where missing, computed by `run()`,
+    saved, and its wall time merged into cache/times.json (another run may share the cache)."""
+    import arviz as az
+
+    from numpyro_diffprior.infer.inference_data import save_inference_data
+
+    path = cache / f"{label}_{name}.nc"
+    if not path.exists():
+        start = time.perf_counter()
+        idata = run()
+        elapsed = time.perf_counter() - start
+        save_inference_data(idata, str(path))
+        times_path = cache / "times.json"
+        times = _read_times(times_path)
+        times[f"{label}/{name}"] = elapsed
+        times_path.write_text(json.dumps(times, indent=1))
+        print(f"{label} {name}: {elapsed:.0f} s", flush=True)
+    return az.from_netcdf(path)
 
 
 def cache_name(method, amortized_model=None):
